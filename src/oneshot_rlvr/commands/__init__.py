@@ -1,0 +1,1 @@
+"""`rlvr` subcommands: each module has add_arguments(parser) and run(args)."""

@@ -1,0 +1,206 @@
+"""Run configuration for `rlvr train`: one flat dataclass whose defaults are the paper's pi_1 run.
+
+Every hyper-parameter of official-repo.md §2.1 is a key here; docs/hyperparameters.md maps each
+key to its source in the paper or the authors' code. Unknown keys and wrong types fail at load
+with a message naming the key, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from oneshot_rlvr.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    # --- model & data ---------------------------------------------------------------------
+    model: str = "Qwen/Qwen2.5-Math-1.5B"  # hub id or local dir
+    tokenizer: str | None = None  # defaults to `model`
+    train_file: str = "resources/train/one_shot/pi1_r128.jsonl"  # verl-format JSONL (prompt, reward_model, extra_info)
+    prompt_key: str = "prompt"
+    train_batch_size: int = 128  # prompts per step (rows of the train file)
+    n: int = 8  # responses per prompt (GRPO group size)
+    max_prompt_length: int = 1024  # longer prompts are dropped and counted (verl filter_overlong_prompts)
+    max_response_length: int = 3072
+    shuffle: bool = True
+    drop_last: bool = True
+    seed: int = 1
+    # --- rollout --------------------------------------------------------------------------
+    engine: str = "vllm"  # vllm | hf
+    temperature: float = 0.6
+    top_p: float = 1.0
+    top_k: int = -1
+    gpu_memory_utilization: float = 0.7
+    max_num_seqs: int = 256
+    # --- reward ---------------------------------------------------------------------------
+    reward: str = "outcome"  # outcome | format
+    grader: str = "deepscaler"  # deepscaler (paper) | math_verify (stricter)
+    grade_prompt_and_response: bool = True  # paper: decodes prompt+response and takes the last \boxed{}
+    grader_timeout: float = 5.0
+    grader_workers: int | None = None
+    label_override: str | None = None  # Table 5 rows 11-13: replace every ground truth by this label
+    # --- algorithm ------------------------------------------------------------------------
+    adv_estimator: str = "grpo"
+    norm_adv_by_std: bool = True
+    adv_eps: float = 1e-6
+    pg_coef: float = 1.0  # the fork's pg_loss_coeff
+    kl_coef: float = 0.001  # kl_loss_coef (a loss term, use_kl_loss=True)
+    kl_type: str = "low_var_kl"
+    entropy_coef: float = 0.001  # loss -= entropy_coef * H  (maximises entropy; paper alpha = -0.001)
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    agg: str = "verl02"  # verl02 (paper: token-mean per micro-batch, seq-count weighted) | token-mean (global)
+    ppo_epochs: int = 1
+    ppo_mini_batch_size: int = 128  # prompts; 128 = whole batch = one optimizer step per rollout step
+    # --- optimiser ------------------------------------------------------------------------
+    lr: float = 1e-6
+    lr_warmup_steps: int = 0  # constant schedule after warm-up
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    # --- compute --------------------------------------------------------------------------
+    micro_batch_tokens: int = 24000  # token budget per micro-batch (ppo_max_token_len_per_gpu)
+    logprob_chunk_tokens: int = 2048  # rows of logits materialised at once for log-prob/entropy
+    gradient_checkpointing: bool = True
+    dtype: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or float32 | bfloat16
+    device: str = "auto"  # auto | cpu | cuda
+    deepspeed: bool = False
+    zero_stage: int = 2
+    # --- schedule & outputs ---------------------------------------------------------------
+    total_steps: int = 2000
+    save_freq: int = 20
+    save_step0: bool = True
+    save_dtype: str = "float32"  # float32 (as verl) | bfloat16
+    save_optimizer: bool = True  # needed to resume exactly
+    keep_checkpoints: str = "all"  # all | evaluated-best | none-after-eval
+    tensorboard: bool = True
+    progress: bool = True
+
+    # ---------------------------------------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        choices = {
+            "engine": ("vllm", "hf"),
+            "reward": ("outcome", "format"),
+            "grader": ("deepscaler", "math_verify", "qwen"),
+            "kl_type": ("kl", "abs", "mse", "low_var_kl"),
+            "agg": ("verl02", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
+            "adv_estimator": ("grpo",),
+            "dtype": ("auto", "float32", "bfloat16"),
+            "device": ("auto", "cpu", "cuda"),
+            "save_dtype": ("float32", "bfloat16"),
+            "keep_checkpoints": ("all", "evaluated-best", "none-after-eval"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"config key '{key}': {getattr(self, key)!r} is not one of {list(allowed)}")
+        positive = ["train_batch_size", "n", "max_prompt_length", "max_response_length", "total_steps",
+                    "save_freq", "ppo_epochs", "ppo_mini_batch_size", "micro_batch_tokens", "logprob_chunk_tokens"]
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
+        for key in ["temperature", "lr", "weight_decay", "grad_clip", "kl_coef", "entropy_coef", "clip_low", "clip_high"]:
+            v = getattr(self, key)
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"config key '{key}' must be a finite number >= 0, got {v}")
+        if self.temperature == 0:
+            raise ConfigError("config key 'temperature' must be > 0 for training rollouts")
+        if not (0 < self.top_p <= 1):
+            raise ConfigError(f"config key 'top_p' must be in (0, 1], got {self.top_p}")
+        if self.train_batch_size % self.ppo_mini_batch_size:
+            raise ConfigError("config key 'ppo_mini_batch_size' must divide 'train_batch_size'")
+        if len(self.betas) != 2:
+            raise ConfigError("config key 'betas' must be a list of two numbers")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def tokenizer_path(self) -> str:
+        return self.tokenizer or self.model
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """Coerce YAML scalars to the field's type, or raise naming the key."""
+    origin, args = get_origin(hint), get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"config key '{key}' may not be null")
+    if args and type(None) in args:  # Optional[X]
+        hint = next(a for a in args if a is not type(None))
+        origin, args = get_origin(hint), get_args(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-6" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        if isinstance(value, list):
+            return [_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    else:
+        return value
+    raise ConfigError(f"config key '{key}': expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+    hints = get_type_hints(RunConfig)
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], known, n=1)
+        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ConfigError(f"{source}: unknown config key '{unknown[0]}'{extra}")
+    kwargs = {k: _check_type(k, v, hints[k]) for k, v in data.items()}
+    return RunConfig(**kwargs).validate()
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings (values parsed as YAML) from `--set` on the command line."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of config keys")
+    data = {**data, **(overrides or {})}
+    return from_dict(data, source=str(path) if path else "config")
