@@ -1,0 +1,70 @@
+"""`rlvr evaluate`: evaluate one model (hub id or local dir) on math / ARC benchmarks.
+
+Writes OUT/<bench>/samples.jsonl and OUT/<bench>/summary.json (see docs/evaluation.md);
+benchmarks whose summary.json exists are skipped unless --overwrite.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="HF hub id or local model directory (never downloaded here)")
+    p.add_argument(
+        "--benchmarks",
+        required=True,
+        help="comma list of math500,aime24,amc23,minerva_math,olympiadbench,aime25,arc_e,arc_c "
+        "(groups: math6, arc, all)",
+    )
+    p.add_argument("--out", required=True, help="output directory; one sub-directory per benchmark")
+    p.add_argument("--engine", default="vllm", choices=["vllm", "hf"], help="generation engine (default vllm)")
+    p.add_argument("--graders", default="qwen,math_verify", help="comma list of qwen,math_verify,deepscaler")
+    p.add_argument("--max-new-tokens", type=int, default=3072, help="generation budget per sample (paper: 3072)")
+    p.add_argument(
+        "--prompt",
+        default="qwen25-math-cot",
+        choices=["qwen25-math-cot", "llama", "deepseek-r1"],
+        help="evaluation prompt template (harness prompt_type)",
+    )
+    p.add_argument("--limit", type=int, default=None, help="only the first N problems of each benchmark")
+    p.add_argument("--samples", type=int, default=None, help="samples per problem for every benchmark (default: paper's k)")
+    p.add_argument("--temperature", type=float, default=None, help="override every benchmark's temperature")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (paper: 0)")
+    p.add_argument("--batch-size", type=int, default=64, help="problems per generate call")
+    p.add_argument("--grader-workers", type=int, default=2, help="grading processes")
+    p.add_argument("--grader-timeout", type=float, default=3.0, help="seconds per graded sample (harness: 3)")
+    p.add_argument("--save-token-ids", action="store_true", help="also store each response's token ids")
+    p.add_argument("--overwrite", action="store_true", help="re-evaluate benchmarks that already have a summary.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from oneshot_rlvr.benchmarks import parse_benchmark_list
+    from oneshot_rlvr.evaluate import EvalOptions, evaluate
+
+    opts = EvalOptions(
+        engine=args.engine,
+        graders=tuple(g.strip() for g in args.graders.split(",") if g.strip()),
+        max_new_tokens=args.max_new_tokens,
+        prompt_type=args.prompt,
+        limit=args.limit,
+        samples=args.samples,
+        temperature=args.temperature,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        grader_workers=args.grader_workers,
+        grader_timeout=args.grader_timeout,
+        save_token_ids=args.save_token_ids,
+        show_progress=not args.no_progress,
+    )
+    benchmarks = parse_benchmark_list(args.benchmarks)
+    results = evaluate(args.model, benchmarks, args.out, opts)
+    for bench, s in results.items():
+        acc = ", ".join(f"{g} {v:.1f}" for g, v in s["accuracy"].items())
+        extra = ""
+        if "pass_at_k" in s:
+            extra = "; pass@{}: ".format(s["k"]) + ", ".join(f"{g} {v:.1f}" for g, v in s["pass_at_k"].items())
+        print(f"{bench}: accuracy {acc}{extra} (n={s['n_problems']}, k={s['k']})")
+    return 0

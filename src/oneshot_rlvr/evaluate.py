@@ -1,0 +1,421 @@
+"""The evaluation harness behind `rlvr evaluate`: generate, grade, summarise, write atomically.
+
+One engine (vLLM or HF) is loaded once per model and reused for every benchmark. For each
+benchmark the problems are wrapped in the harness prompt, generated in batches (k samples of a
+problem in one request, n=k), graded by every requested grader (`oneshot_rlvr.grading`), and
+written to `OUT/<bench>/samples.jsonl` then `OUT/<bench>/summary.json` (docs/contracts.md).
+summary.json is written last and atomically, so its existence means the pair is complete; such
+pairs are skipped unless `overwrite`. Model output is only ever parsed, never executed (the
+harness's Python tool-call loop is deliberately left out, see docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from oneshot_rlvr.benchmarks import (
+    QWEN2_STOP_TOKEN_IDS,
+    STOP_STRINGS,
+    Decoding,
+    Problem,
+    get_spec,
+    load_benchmark,
+)
+from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
+from oneshot_rlvr.prompts import build_prompt
+
+GRADERS: tuple[str, ...] = ("qwen", "math_verify", "deepscaler")
+DEFAULT_GRADERS: tuple[str, ...] = ("qwen", "math_verify")
+ENGINES: tuple[str, ...] = ("vllm", "hf")
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+# Fig. 4 of the paper counts responses containing any of these words.
+REFLECTION_WORDS: tuple[str, ...] = ("rethink", "recheck", "recalculate")
+# The harness grades each sample with a 3-s timeout (pebble); a timeout counts as wrong.
+GRADER_TIMEOUT_S = 3.0
+
+
+@dataclass
+class EvalOptions:
+    engine: str = "vllm"
+    graders: tuple[str, ...] = DEFAULT_GRADERS
+    max_new_tokens: int = 3072
+    prompt_type: str = "qwen25-math-cot"
+    limit: int | None = None
+    samples: int | None = None  # overrides each benchmark's k
+    temperature: float | None = None  # overrides each benchmark's temperature
+    dtype: str = "auto"
+    overwrite: bool = False
+    seed: int = 0
+    batch_size: int = 64  # problems per generate call (also the progress-bar step)
+    grader_workers: int = 2
+    grader_timeout: float = GRADER_TIMEOUT_S
+    save_token_ids: bool = False
+    show_progress: bool = True
+
+    def validate(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"--engine: unknown engine {self.engine!r} (known: {', '.join(ENGINES)})")
+        if not self.graders:
+            raise ConfigError("--graders: no grader given")
+        for g in self.graders:
+            if g not in GRADERS:
+                raise ConfigError(f"--graders: unknown grader {g!r} (known: {', '.join(GRADERS)})")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype: unknown dtype {self.dtype!r} (known: {', '.join(DTYPES)})")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.samples is not None and self.samples < 1:
+            raise ConfigError(f"--samples must be >= 1, got {self.samples}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        build_prompt("", self.prompt_type)  # raises ConfigError naming an unknown prompt type
+
+
+def decoding_for(benchmark: str, opts: EvalOptions) -> Decoding:
+    """The benchmark's paper decoding, with the command-line overrides applied."""
+    d = get_spec(benchmark).decoding
+    return Decoding(
+        temperature=d.temperature if opts.temperature is None else opts.temperature,
+        n_samples=d.n_samples if opts.samples is None else opts.samples,
+        top_p=d.top_p,
+        max_new_tokens=opts.max_new_tokens,
+        seed=opts.seed,
+    )
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k estimator (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), for n samples, c correct."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def has_reflection(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in REFLECTION_WORDS)
+
+
+def summarize(
+    samples: Sequence[dict],
+    graders: Sequence[str],
+    *,
+    benchmark: str,
+    model: str,
+    k: int,
+    decoding: dict | None = None,
+) -> dict:
+    """summary.json from the per-sample rows (fields as written to samples.jsonl).
+
+    accuracy = mean verdict over all rows, i.e. avg@k (the paper's number for AIME/AMC);
+    pass_at_k = mean over problems of the unbiased pass@k with n = that problem's sample count.
+    Percentages are 0-100 and not rounded.
+    """
+    if not samples:
+        raise ValueError(f"{benchmark}: no samples to summarise")
+    by_problem: dict[int, list[dict]] = defaultdict(list)
+    for s in samples:
+        by_problem[s["idx"]].append(s)
+    n_rows = len(samples)
+    summary: dict = {
+        "benchmark": benchmark,
+        "model": model,
+        "n_problems": len(by_problem),
+        "n_samples": n_rows,
+        "k": k,
+        "graders": list(graders),
+        "accuracy": {},
+    }
+    for g in graders:
+        summary["accuracy"][g] = 100.0 * sum(bool(s["correct"][g]) for s in samples) / n_rows
+    if k > 1:
+        summary["pass_at_k"] = {}
+        for g in graders:
+            vals = []
+            for rows in by_problem.values():
+                c = sum(bool(r["correct"][g]) for r in rows)
+                vals.append(pass_at_k(len(rows), c, min(k, len(rows))))
+            summary["pass_at_k"][g] = 100.0 * sum(vals) / len(vals)
+    subjects = sorted({s["subject"] for s in samples if s.get("subject")})
+    if subjects:
+        by_subject = {}
+        for g in graders:
+            by_subject[g] = {}
+            for subj in subjects:
+                rows = [s for s in samples if s.get("subject") == subj]
+                by_subject[g][subj] = 100.0 * sum(bool(r["correct"][g]) for r in rows) / len(rows)
+        summary["accuracy_by_subject"] = by_subject
+    summary["boxed_ratio"] = 100.0 * sum("\\boxed" in s["response"] for s in samples) / n_rows
+    summary["reflection_ratio"] = 100.0 * sum(has_reflection(s["response"]) for s in samples) / n_rows
+    summary["mean_response_length"] = sum(s["n_tokens"] for s in samples) / n_rows
+    summary["truncated_ratio"] = 100.0 * sum(s["finish_reason"] == "length" for s in samples) / n_rows
+    status_counts: dict[str, dict[str, int]] = {}
+    for g in graders:
+        counts: dict[str, int] = defaultdict(int)
+        for s in samples:
+            counts[s.get("status", {}).get(g, "ok")] += 1
+        status_counts[g] = dict(sorted(counts.items()))
+    summary["grader_status"] = status_counts
+    if decoding is not None:
+        summary["decoding"] = decoding
+    return summary
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write via a temp file in the same directory + fsync + os.replace: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_json(path: Path | str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def atomic_write_jsonl(path: Path | str, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+# --------------------------------------------------------------------------- model helpers
+
+
+def model_config(model: str) -> dict:
+    """config.json of a local model dir ({} for a hub id: nothing is fetched here)."""
+    p = Path(model) / "config.json"
+    if p.is_file():
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{p}: not valid JSON ({exc.msg})") from None
+    return {}
+
+
+def is_qwen2(model: str, config: dict) -> bool:
+    # The harness keys this on the path text; a local checkpoint dir rarely says "qwen2", so the
+    # config's model_type is consulted too.
+    return "qwen2" in model.lower() or str(config.get("model_type", "")).startswith("qwen2")
+
+
+def stop_settings(model: str, config: dict) -> tuple[list[str], list[int]]:
+    ids = list(QWEN2_STOP_TOKEN_IDS) if is_qwen2(model, config) else []
+    return list(STOP_STRINGS), ids
+
+
+def summary_path(out_dir: Path | str, benchmark: str) -> Path:
+    return Path(out_dir) / benchmark / "summary.json"
+
+
+# --------------------------------------------------------------------------- grading
+
+
+def _grade(responses: list[str], golds: list[str], grader: str, benchmark: str, kind: str, pool):
+    """[(correct, status, extracted)] per response, for one grader."""
+    if kind == "choice":
+        # ARC: the boxed (or otherwise stated) letter against the answer key, for every grader
+        from oneshot_rlvr.grading import extract_choice
+
+        out = []
+        for r, g in zip(responses, golds):
+            letter = extract_choice(r)
+            out.append((letter == g, "ok" if letter is not None else "no_answer", letter))
+        return out
+    results = pool.grade_many_detailed(responses, golds, grader, benchmark=benchmark)
+    return [(bool(x.correct), str(x.status), x.extracted) for x in results]
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", disable=not enabled, dynamic_ncols=True)
+
+
+def evaluate_benchmark(
+    engine,
+    tokenizer,
+    model: str,
+    benchmark: str,
+    out_dir: Path,
+    opts: EvalOptions,
+    pool,
+    stop: list[str],
+    stop_token_ids: list[int],
+) -> dict:
+    from oneshot_rlvr.rollout import SamplingConfig
+
+    spec = get_spec(benchmark)
+    problems: list[Problem] = load_benchmark(benchmark, limit=opts.limit)
+    dec = decoding_for(benchmark, opts)
+    prompts = [build_prompt(p.question, opts.prompt_type) for p in problems]
+    # The templates carry their own special tokens; the tokenizer must not add a BOS.
+    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
+
+    completions = []
+    with _progress(len(problems) * dec.n_samples, f"generate {benchmark}", opts.show_progress) as bar:
+        for b, start in enumerate(range(0, len(problems), opts.batch_size)):
+            batch = prompt_ids[start:start + opts.batch_size]
+            cfg = SamplingConfig(
+                n=dec.n_samples,
+                temperature=dec.temperature,
+                top_p=dec.top_p,
+                max_tokens=dec.max_new_tokens,
+                # one seed per generate call, so a benchmark's samples do not depend on which
+                # benchmarks ran before it on the same engine
+                seed=dec.seed + b,
+                stop=list(stop),
+                stop_token_ids=list(stop_token_ids),
+            )
+            outs = engine.generate(batch, cfg)
+            if len(outs) != len(batch) or any(len(o) != dec.n_samples for o in outs):
+                raise RlvrError(f"{benchmark}: engine returned a wrong number of completions")
+            completions.extend(outs)
+            bar.update(len(batch) * dec.n_samples)
+
+    rows: list[dict] = []
+    for p, prompt, outs in zip(problems, prompts, completions):
+        for j, c in enumerate(outs):
+            row = {
+                "id": p.id,
+                "idx": p.idx,
+                "sample": j,
+                "prompt": prompt,
+                "response": c.text,
+                "gold": p.gold,
+                "n_tokens": len(c.token_ids),
+                "finish_reason": c.finish_reason,
+            }
+            if p.subject is not None:
+                row["subject"] = p.subject
+            if opts.save_token_ids:
+                row["token_ids"] = list(c.token_ids)
+            rows.append(row)
+
+    responses = [r["response"] for r in rows]
+    golds = [r["gold"] for r in rows]
+    verdicts = {g: [] for g in opts.graders}
+    step = max(1, opts.batch_size * dec.n_samples)
+    with _progress(len(rows) * len(opts.graders), f"grade {benchmark}", opts.show_progress) as bar:
+        for g in opts.graders:
+            for start in range(0, len(rows), step):
+                verdicts[g].extend(
+                    _grade(responses[start:start + step], golds[start:start + step], g, benchmark, spec.kind, pool)
+                )
+                bar.update(len(responses[start:start + step]))
+    for i, r in enumerate(rows):
+        r["extracted"] = {g: verdicts[g][i][2] for g in opts.graders}
+        r["correct"] = {g: verdicts[g][i][0] for g in opts.graders}
+        r["status"] = {g: verdicts[g][i][1] for g in opts.graders}
+
+    decoding = asdict(dec) | {
+        "prompt_type": opts.prompt_type,
+        "stop": list(stop),
+        "stop_token_ids": list(stop_token_ids),
+        "engine": opts.engine,
+        "dtype": opts.dtype,
+        "batch_size": opts.batch_size,
+        "limit": opts.limit,
+        "grader_timeout_s": opts.grader_timeout,
+    }
+    summary = summarize(rows, opts.graders, benchmark=benchmark, model=model, k=dec.n_samples, decoding=decoding)
+    bench_dir = Path(out_dir) / benchmark
+    atomic_write_jsonl(bench_dir / "samples.jsonl", rows)
+    atomic_write_json(bench_dir / "summary.json", summary)  # last: its existence marks completion
+    return summary
+
+
+def check_model(model: str) -> None:
+    from oneshot_rlvr.modeling import check_model_path
+
+    try:
+        check_model_path(model, key="--model")
+    except RlvrError as exc:
+        raise DataError(str(exc).replace("config key '--model'", "--model")) from None
+
+
+def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: EvalOptions, engine=None) -> dict:
+    """Evaluate `model` on `benchmarks`; returns {benchmark: summary} (read back for skipped pairs).
+
+    `engine` may be passed in (e.g. a trainer's live engine); otherwise one is built with
+    `rollout.make_engine` only if some benchmark still needs generating.
+    """
+    opts.validate()
+    for b in benchmarks:
+        get_spec(b)
+    check_model(model)
+    out_dir = Path(out_dir)
+    results: dict[str, dict] = {}
+    pending = []
+    for b in benchmarks:
+        sp = summary_path(out_dir, b)
+        if sp.is_file() and not opts.overwrite:
+            try:
+                results[b] = json.loads(sp.read_text())
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{sp}: existing summary is not valid JSON ({exc.msg}); delete it or pass --overwrite") from None
+        else:
+            pending.append(b)
+    if not pending:
+        return results
+
+    from oneshot_rlvr.modeling import load_tokenizer
+
+    config = model_config(model)
+    stop, stop_ids = stop_settings(model, config)
+    tokenizer = load_tokenizer(model)
+    if engine is None:
+        from oneshot_rlvr.rollout import make_engine
+
+        max_len = int(config.get("max_position_embeddings", 4096))
+        engine = make_engine(opts.engine, model, dtype=opts.dtype, seed=opts.seed, max_model_len=max_len)
+
+    from oneshot_rlvr.grading import GraderPool
+
+    pool = GraderPool(workers=opts.grader_workers, timeout=opts.grader_timeout)
+    try:
+        for b in pending:
+            results[b] = evaluate_benchmark(engine, tokenizer, model, b, out_dir, opts, pool, stop, stop_ids)
+    finally:
+        close = getattr(pool, "close", None)
+        if close is not None:
+            close()
+    return {b: results[b] for b in benchmarks}
