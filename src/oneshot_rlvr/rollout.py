@@ -38,3 +38,218 @@ class Completion:
     text: str
     finish_reason: str  # "stop" (EOS / stop token / stop string) or "length"
     logprobs: list[float] | None = None
+
+
+def _cut_at_stop_strings(tokenizer, ids: list[int], stops: list[str]) -> tuple[list[int], str, bool]:
+    """Truncate at the first stop string as vLLM does: token ids keep the token that completed the stop
+    string, the text ends before it."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    stops = [s for s in stops if s]
+    if not any(s in text for s in stops):
+        return ids, text, False
+    for k in range(1, len(ids) + 1):
+        prefix = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        hits = [prefix.find(s) for s in stops if s in prefix]
+        if hits:
+            return ids[:k], prefix[: min(hits)], True
+    return ids, text, False
+
+
+class HFEngine:
+    """transformers `generate` on the trainer's own module (always in sync; no weight push needed)."""
+
+    name = "hf"
+
+    def __init__(self, model, tokenizer, eos_token_ids: list[int] | None = None, batch_size: int = 256):
+        self.model, self.tokenizer = model, tokenizer
+        eos = eos_token_ids if eos_token_ids is not None else _model_eos_ids(model, tokenizer)
+        self.eos_ids = list(dict.fromkeys(eos))
+        self.batch_size = batch_size
+
+    def generate(self, prompt_ids: list[list[int]], sampling: SamplingConfig) -> list[list[Completion]]:
+        import torch
+
+        model, tok = self.model, self.tokenizer
+        device = next(model.parameters()).device
+        pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
+        eos = list(dict.fromkeys(self.eos_ids + list(sampling.stop_token_ids)))
+        greedy = sampling.temperature == 0
+        # expand each prompt n times (row-major: prompt i sample j at i*n + j)
+        flat = [p for p in prompt_ids for _ in range(sampling.n)]
+        results: list[Completion] = []
+        was_training = model.training
+        model.eval()
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        try:
+            for start in range(0, len(flat), self.batch_size):
+                chunk = flat[start:start + self.batch_size]
+                width = max(len(p) for p in chunk)
+                input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                attn = torch.zeros((len(chunk), width), dtype=torch.long)
+                for r, p in enumerate(chunk):  # left padding
+                    input_ids[r, width - len(p):] = torch.tensor(p)
+                    attn[r, width - len(p):] = 1
+                kwargs = dict(max_new_tokens=sampling.max_tokens, eos_token_id=eos, pad_token_id=pad,
+                              do_sample=not greedy, output_scores=sampling.logprobs,
+                              return_dict_in_generate=True)
+                if not greedy:
+                    kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p,
+                                  top_k=sampling.top_k if sampling.top_k and sampling.top_k > 0 else 0)
+                else:
+                    kwargs.update(temperature=None, top_p=None, top_k=None)
+                with torch.no_grad():
+                    out = model.generate(input_ids=input_ids.to(device), attention_mask=attn.to(device), **kwargs)
+                seqs = out.sequences[:, width:].tolist()
+                for r, ids in enumerate(seqs):
+                    finish = "length"
+                    for k, t in enumerate(ids):
+                        if t in eos:
+                            ids, finish = ids[: k + 1], "stop"
+                            break
+                    lps = None
+                    if sampling.logprobs:
+                        lps = [torch.log_softmax(out.scores[k][r].float(), -1)[t].item() for k, t in enumerate(ids)]
+                    text_ids = ids
+                    ids_cut, text, hit = _cut_at_stop_strings(tok, text_ids, sampling.stop)
+                    if hit:
+                        ids, finish = ids_cut, "stop"
+                        lps = lps[: len(ids)] if lps is not None else None
+                    results.append(Completion(token_ids=ids, text=text, finish_reason=finish, logprobs=lps))
+        finally:
+            model.train(was_training)
+        n = sampling.n
+        return [results[i * n:(i + 1) * n] for i in range(len(prompt_ids))]
+
+    def sync_weights(self, model) -> None:  # generates with the live module
+        self.model = model
+
+    def sleep(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+
+def _model_eos_ids(model_or_config, tokenizer) -> list[int]:
+    cfg = getattr(model_or_config, "generation_config", None) or getattr(model_or_config, "config", None)
+    ids: list[int] = []
+    for src in (cfg, getattr(model_or_config, "config", None)):
+        e = getattr(src, "eos_token_id", None) if src is not None else None
+        if e is not None:
+            ids += e if isinstance(e, list) else [e]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(ids))
+
+
+class VLLMEngine:
+    """In-process vLLM (V1 engine, `VLLM_ENABLE_V1_MULTIPROCESSING=0`, uni executor) for rollouts and evaluation.
+
+    Weight sync is `model_runner.reload_weights(weights_iterator=...)` followed by the tied-embedding fix:
+    with `tie_word_embeddings` vLLM's reload leaves `lm_head` on the old weights (silently), so we point it
+    at the new embedding and re-run its post-load processing; then the prefix cache is reset.
+    """
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, dtype: str = "float32", seed: int = 0, max_model_len: int = 4096,
+                 gpu_memory_utilization: float = 0.7, max_num_seqs: int = 256, enforce_eager: bool | None = None):
+        import os
+
+        import torch
+
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        cuda = torch.cuda.is_available()
+        kwargs = dict(model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                      logprobs_mode="processed_logprobs", max_num_seqs=max_num_seqs,
+                      gpu_memory_utilization=gpu_memory_utilization,
+                      enforce_eager=(not cuda) if enforce_eager is None else enforce_eager)
+        if cuda:
+            kwargs["enable_sleep_mode"] = True  # raises on CPU
+        else:
+            kwargs["distributed_executor_backend"] = "uni"
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self._sleeping = False
+
+    def _model_runner(self):
+        executor = self.llm.llm_engine.model_executor
+        worker = executor.driver_worker
+        worker = getattr(worker, "worker", worker)
+        return worker.model_runner
+
+    def generate(self, prompt_ids: list[list[int]], sampling: SamplingConfig) -> list[list[Completion]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = []
+        for i in range(len(prompt_ids)):
+            # a distinct, reproducible seed per request: identical prompts (1-shot) must not get identical samples
+            seed = None if sampling.seed is None else sampling.seed * 1_000_003 + i
+            params.append(SamplingParams(
+                n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                top_k=sampling.top_k if sampling.top_k and sampling.top_k > 0 else 0,
+                max_tokens=sampling.max_tokens, seed=seed, stop=list(sampling.stop) or None,
+                stop_token_ids=list(sampling.stop_token_ids) or None,
+                logprobs=0 if sampling.logprobs else None, detokenize=True))
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False)
+        result = []
+        for o in outs:
+            comps = []
+            for c in o.outputs:
+                lps = None
+                if sampling.logprobs and c.logprobs is not None:
+                    lps = [d[t].logprob for t, d in zip(c.token_ids, c.logprobs)]
+                comps.append(Completion(token_ids=list(c.token_ids), text=c.text,
+                                        finish_reason="length" if c.finish_reason == "length" else "stop",
+                                        logprobs=lps))
+            result.append(comps)
+        return result
+
+    def sync_weights(self, model) -> None:
+        import torch
+
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+        runner = self._model_runner()
+        with torch.no_grad():
+            runner.reload_weights(weights_iterator=iter(list(state.items())))
+            vmodel = runner.get_model() if hasattr(runner, "get_model") else runner.model
+            if getattr(model.config, "tie_word_embeddings", False) and hasattr(vmodel, "lm_head"):
+                head = vmodel.lm_head
+                head.weight = vmodel.model.embed_tokens.weight
+                qm = getattr(head, "quant_method", None)
+                if qm is not None and hasattr(qm, "process_weights_after_loading"):
+                    qm.process_weights_after_loading(head)
+        self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        import torch
+
+        if torch.cuda.is_available() and not self._sleeping:
+            self.llm.sleep(level=1)
+            self._sleeping = True
+
+    def wake(self) -> None:
+        if self._sleeping:
+            self.llm.wake_up()
+            self._sleeping = False
+
+
+def make_engine(kind: str, model_path: str, *, model=None, tokenizer=None, dtype: str = "float32", seed: int = 0,
+                max_model_len: int = 4096, gpu_memory_utilization: float = 0.7, max_num_seqs: int = 256):
+    """Build a rollout engine. `hf` needs the torch `model` (and tokenizer) or loads them from `model_path`."""
+    if kind == "hf":
+        if model is None or tokenizer is None:
+            from oneshot_rlvr.modeling import load_model, load_tokenizer, resolve_device, resolve_dtype
+
+            device = resolve_device("auto")
+            tokenizer = tokenizer or load_tokenizer(model_path)
+            model = model or load_model(model_path, resolve_dtype(dtype, device), device)
+        return HFEngine(model, tokenizer)
+    if kind == "vllm":
+        return VLLMEngine(model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                          gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs)
+    raise ValueError(f"unknown engine {kind!r}; expected hf or vllm")

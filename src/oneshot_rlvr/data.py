@@ -1,0 +1,119 @@
+"""Training data: verl-format JSONL rows → tokenised prompts, and the paper's epoch sampler.
+
+A row is `{"prompt": [{"role": "user", "content": ...}], "reward_model": {"ground_truth": ...},
+"extra_info": {"index": int}, ...}` exactly as the authors' parquet files. Prompts are wrapped with the
+tokenizer's chat template (`add_generation_prompt=True`), as verl's RLHFDataset does; prompts longer
+than `max_prompt_length` tokens are dropped and counted (verl's `filter_overlong_prompts`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from oneshot_rlvr.errors import DataError
+
+
+@dataclass
+class TrainRow:
+    index: int  # extra_info.index: the key of the per-example accuracy history
+    prompt_ids: list[int]
+    ground_truth: str
+    data_source: str = ""
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg}); truncated file?") from None
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def row_messages(row: dict, prompt_key: str, where: str) -> list[dict]:
+    prompt = row.get(prompt_key)
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if not isinstance(prompt, list) or not prompt or not all(isinstance(m, dict) and "content" in m for m in prompt):
+        raise DataError(f"{where}: '{prompt_key}' must be a non-empty list of chat messages")
+    if not any(str(m.get("content", "")).strip() for m in prompt):
+        raise DataError(f"{where}: empty prompt")
+    return prompt
+
+
+def row_ground_truth(row: dict, where: str) -> str:
+    gt = (row.get("reward_model") or {}).get("ground_truth")
+    if gt is None or (isinstance(gt, str) and not gt.strip()):
+        raise DataError(f"{where}: missing reward_model.ground_truth")
+    return str(gt)
+
+
+def load_train_rows(path: str | Path, tokenizer, max_prompt_length: int, prompt_key: str = "prompt",
+                    label_override: str | None = None) -> tuple[list[TrainRow], int]:
+    """Returns (rows kept, number dropped for exceeding max_prompt_length). Validates every row first."""
+    raw = read_jsonl(path)
+    rows: list[TrainRow] = []
+    dropped = 0
+    for i, row in enumerate(raw):
+        where = f"{path}: row {i}"
+        messages = row_messages(row, prompt_key, where)
+        gt = label_override if label_override is not None else row_ground_truth(row, where)
+        index = (row.get("extra_info") or {}).get("index", i)
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
+            ids = ids["input_ids"]
+        if len(ids) > max_prompt_length:
+            dropped += 1
+            continue
+        rows.append(TrainRow(index=int(index), prompt_ids=list(ids), ground_truth=gt,
+                             data_source=str(row.get("data_source", ""))))
+    return rows, dropped
+
+
+class EpochSampler:
+    """verl 0.2's data order: RandomSampler(generator seeded once) + BatchSampler(drop_last=True).
+
+    torch's RandomSampler draws one permutation per epoch and, because BatchSampler with drop_last
+    runs the sampler to exhaustion, one more empty `randperm(n)[:0]` draw; we replay the same
+    generator calls, so the order is the one the authors' loader produced for the same seed. The
+    sampler is a pure function of (seed, step), which makes resuming exact.
+    """
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int, shuffle: bool = True, drop_last: bool = True):
+        if n_rows < batch_size and drop_last:
+            raise DataError(f"train set has {n_rows} rows < train_batch_size {batch_size} (drop_last): "
+                            "duplicate the examples to fill the batch (rlvr make-train-set)")
+        self.n, self.bs, self.seed, self.shuffle, self.drop_last = n_rows, batch_size, seed, shuffle, drop_last
+        self.steps_per_epoch = n_rows // batch_size if drop_last else -(-n_rows // batch_size)
+        self._perm_cache: dict[int, list[int]] = {}
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        if epoch not in self._perm_cache:
+            g = torch.Generator().manual_seed(self.seed)
+            perm = None
+            for _ in range(epoch + 1):
+                perm = torch.randperm(self.n, generator=g).tolist()
+                torch.randperm(self.n, generator=g)  # the tail draw of RandomSampler.__iter__
+            self._perm_cache = {epoch: perm}
+        return self._perm_cache[epoch]
+
+    def batch(self, step: int) -> tuple[int, list[int]]:
+        """(epoch, row positions) of the batch used at 0-based training step `step`."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        order = self._epoch_order(epoch)
+        return epoch, order[pos * self.bs:(pos + 1) * self.bs]

@@ -1,0 +1,104 @@
+"""Model and tokenizer loading (hub id or local dir) and the tiny random-weight Qwen2 used on CPU.
+
+The tiny model keeps everything of Qwen2.5-Math-1.5B that the pipeline depends on — the real
+tokenizer, chat template, vocabulary (151,936 rows), tied embeddings, special token ids — and
+shrinks only the width and depth, so every code path runs unchanged on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from oneshot_rlvr import TOKENIZER_DIR
+from oneshot_rlvr.errors import RlvrError
+
+TINY_SHAPE = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,  # head_dim 32: the smallest vLLM's CPU attention accepts
+    num_key_value_heads=2,
+)
+
+
+def resolve_dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RlvrError("config key 'device': cuda requested but no CUDA device is available")
+    return name
+
+
+def check_model_path(path: str, key: str = "model") -> None:
+    """A local path must be a model dir; anything that is not a path is taken as a hub id."""
+    p = Path(path)
+    looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") != 1
+    if looks_local:
+        if not p.is_dir():
+            raise RlvrError(f"config key '{key}': model directory not found: {path}")
+        if not (p / "config.json").is_file():
+            raise RlvrError(f"config key '{key}': {path} has no config.json (not a HF model directory)")
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise RlvrError(f"cannot load tokenizer from {path}: {exc}") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, dtype, device: str):
+    from transformers import AutoModelForCausalLM
+
+    check_model_path(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise RlvrError(f"cannot load model from {path}: {exc}") from None
+    return model.to(device)
+
+
+def build_tiny_model(out: str | Path, seed: int = 0, tokenizer_dir: str | Path = TOKENIZER_DIR, **shape) -> Path:
+    """Random-init Qwen2ForCausalLM with the real Qwen2.5-Math config's vocab/special tokens, saved with its tokenizer."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer_dir = Path(tokenizer_dir)
+    base = json.loads((tokenizer_dir / "config.json").read_text())
+    cfg = {k: v for k, v in base.items() if k not in ("architectures", "transformers_version", "torch_dtype")}
+    cfg.update(TINY_SHAPE)
+    cfg.update(shape)
+    cfg["tie_word_embeddings"] = True
+    cfg["max_window_layers"] = cfg["num_hidden_layers"]
+    config = Qwen2Config(**cfg)
+    head_dim = config.hidden_size // config.num_attention_heads
+    if head_dim < 32:
+        raise RlvrError(f"tiny model head_dim {head_dim} < 32: vLLM's CPU attention rejects it")
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).to(torch.float32)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok = load_tokenizer(str(tokenizer_dir))
+    tok.save_pretrained(out)
+    gen = tokenizer_dir / "generation_config.json"
+    if gen.exists():
+        shutil.copy(gen, out / "generation_config.json")
+    return out
