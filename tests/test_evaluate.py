@@ -1,0 +1,271 @@
+"""The evaluation harness: metrics, summary aggregation, atomic outputs, skipping, CLI errors, and an
+end-to-end run of `rlvr evaluate` on a tiny random Qwen2 with both engines."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from oneshot_rlvr.cli import main
+from oneshot_rlvr.errors import ConfigError, DataError
+from oneshot_rlvr.evaluate import (
+    EvalOptions,
+    atomic_write_json,
+    decoding_for,
+    evaluate,
+    has_reflection,
+    pass_at_k,
+    stop_settings,
+    summarize,
+)
+
+ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+
+# --------------------------------------------------------------------------- pass@k
+
+
+@pytest.mark.parametrize(
+    "n,c,k,expected",
+    [
+        (8, 0, 8, 0.0),
+        (8, 1, 8, 1.0),
+        (8, 1, 1, 1 / 8),
+        (8, 8, 1, 1.0),
+        (5, 2, 2, 1 - 3 / 10),  # 1 - C(3,2)/C(5,2)
+        (10, 3, 5, 1 - 21 / 252),  # 1 - C(7,5)/C(10,5)
+        (4, 2, 3, 1.0),  # fewer than k wrong samples: some draw always hits
+    ],
+)
+def test_pass_at_k_hand_values(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_pass_at_k_rejects_nonsense():
+    with pytest.raises(ValueError):
+        pass_at_k(4, 5, 1)
+    with pytest.raises(ValueError):
+        pass_at_k(4, 1, 5)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _row(idx, j, response, qwen, mv, n_tokens=10, finish="stop", subject=None):
+    r = {"id": str(idx), "idx": idx, "sample": j, "prompt": "p", "response": response, "gold": "1",
+         "n_tokens": n_tokens, "finish_reason": finish,
+         "extracted": {"qwen": None, "math_verify": None},
+         "correct": {"qwen": qwen, "math_verify": mv},
+         "status": {"qwen": "ok", "math_verify": "ok" if mv is not None else "timeout"}}
+    if subject:
+        r["subject"] = subject
+    return r
+
+
+def test_summary_avg_at_k_and_pass_at_k():
+    # problem 0: 1 of 4 right (qwen), 0 of 4 (math_verify); problem 1: 4/4 and 2/4
+    rows = [_row(0, j, "x", j == 0, False) for j in range(4)] + [_row(1, j, "y", True, j < 2) for j in range(4)]
+    s = summarize(rows, ["qwen", "math_verify"], benchmark="aime24", model="m", k=4)
+    assert s["n_problems"] == 2 and s["n_samples"] == 8 and s["k"] == 4
+    assert s["accuracy"]["qwen"] == pytest.approx(100 * 5 / 8)
+    assert s["accuracy"]["math_verify"] == pytest.approx(100 * 2 / 8)
+    assert s["pass_at_k"]["qwen"] == pytest.approx(100.0)
+    assert s["pass_at_k"]["math_verify"] == pytest.approx(50.0)
+    assert "accuracy_by_subject" not in s
+
+
+def test_summary_greedy_has_no_pass_at_k_and_subject_breakdown():
+    rows = [
+        _row(0, 0, "so \\boxed{1}", True, True, n_tokens=4, subject="Algebra"),
+        _row(1, 0, "Let me recheck. \\boxed{2}", False, True, n_tokens=8, subject="Algebra"),
+        _row(2, 0, "RETHINK everything", True, False, n_tokens=30, finish="length", subject="Geometry"),
+        _row(3, 0, "boxed without backslash", False, False, n_tokens=2, subject="Geometry"),
+    ]
+    s = summarize(rows, ["qwen", "math_verify"], benchmark="math500", model="m", k=1, decoding={"temperature": 0.0})
+    assert "pass_at_k" not in s
+    assert s["accuracy"] == {"qwen": 50.0, "math_verify": 50.0}
+    assert s["accuracy_by_subject"] == {
+        "qwen": {"Algebra": 50.0, "Geometry": 50.0},
+        "math_verify": {"Algebra": 100.0, "Geometry": 0.0},
+    }
+    assert s["boxed_ratio"] == 50.0
+    assert s["reflection_ratio"] == 50.0
+    assert s["mean_response_length"] == pytest.approx(11.0)
+    assert s["truncated_ratio"] == 25.0
+    assert s["decoding"] == {"temperature": 0.0}
+
+
+def test_reflection_words():
+    assert has_reflection("we Recalculate")
+    assert not has_reflection("think again, check it")
+
+
+def test_decoding_overrides_and_stop_settings():
+    d = decoding_for("aime24", EvalOptions())
+    assert (d.temperature, d.n_samples, d.max_new_tokens, d.top_p, d.seed) == (0.6, 8, 3072, 1.0, 0)
+    d = decoding_for("aime24", EvalOptions(samples=2, temperature=0.0, max_new_tokens=16, seed=3))
+    assert (d.temperature, d.n_samples, d.max_new_tokens, d.seed) == (0.0, 2, 16, 3)
+    assert stop_settings("Qwen/Qwen2.5-Math-1.5B", {}) == (["</s>", "<|im_end|>", "<|endoftext|>"], [151645, 151643])
+    assert stop_settings("/runs/step_20", {"model_type": "qwen2"})[1] == [151645, 151643]
+    assert stop_settings("meta-llama/Llama-3.2-3B-Instruct", {"model_type": "llama"})[1] == []
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "b" / "summary.json"
+    atomic_write_json(p, {"v": 1})
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_json(p, {"v": 2})
+    assert json.loads(p.read_text()) == {"v": 1}
+    assert [x.name for x in p.parent.iterdir()] == ["summary.json"]  # no temp file left behind
+
+
+def _fake_model_dir(tmp_path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    return d
+
+
+def test_existing_summary_is_skipped_without_loading_anything(tmp_path):
+    model = _fake_model_dir(tmp_path)  # not loadable: proves nothing was loaded
+    out = tmp_path / "eval"
+    atomic_write_json(out / "aime24" / "summary.json", {"benchmark": "aime24", "accuracy": {"qwen": 12.5}})
+    res = evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf"))
+    assert res["aime24"]["accuracy"]["qwen"] == 12.5
+
+
+def test_corrupt_existing_summary_names_file(tmp_path):
+    model = _fake_model_dir(tmp_path)
+    p = tmp_path / "eval" / "amc23" / "summary.json"
+    p.parent.mkdir(parents=True)
+    p.write_text("{half")
+    with pytest.raises(DataError, match="amc23/summary.json"):
+        evaluate(str(model), ["amc23"], tmp_path / "eval", EvalOptions())
+
+
+def test_options_validation_names_the_option():
+    with pytest.raises(ConfigError, match="'sympy'"):
+        EvalOptions(graders=("qwen", "sympy")).validate()
+    with pytest.raises(ConfigError, match="--samples"):
+        EvalOptions(samples=0).validate()
+    with pytest.raises(ConfigError, match="'chatml'"):
+        EvalOptions(prompt_type="chatml").validate()
+
+
+# --------------------------------------------------------------------------- CLI errors
+
+
+def test_cli_unknown_benchmark(tmp_path, capsys):
+    model = _fake_model_dir(tmp_path)
+    rc = main(["evaluate", "--model", str(model), "--benchmarks", "math500,gsm8k", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "gsm8k" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_missing_model_dir(tmp_path, capsys):
+    missing = tmp_path / "no_such_model"
+    rc = main(["evaluate", "--model", str(missing), "--benchmarks", "math500", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "--model" in err
+
+
+def test_cli_model_dir_without_config(tmp_path, capsys):
+    d = tmp_path / "empty"
+    d.mkdir()
+    assert main(["evaluate", "--model", str(d), "--benchmarks", "aime24", "--out", str(tmp_path / "o")]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_cli_unknown_grader(tmp_path, capsys):
+    model = _fake_model_dir(tmp_path)
+    rc = main(["evaluate", "--model", str(model), "--benchmarks", "aime24", "--out", str(tmp_path / "o"),
+               "--graders", "qwen,exact"])
+    assert rc == 2
+    assert "'exact'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    for k, v in ENV.items():
+        os.environ.setdefault(k, v)
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    assert main(["build-tiny-model", "--out", str(out), "--seed", "0"]) == 0
+    return out
+
+
+def _run_eval(model, out, engine, benchmarks, *extra):
+    argv = ["evaluate", "--model", str(model), "--benchmarks", benchmarks, "--out", str(out), "--engine", engine,
+            "--limit", "5", "--max-new-tokens", "16", "--dtype", "float32", "--save-token-ids", "--no-progress",
+            "--grader-workers", "1", *extra]
+    assert main(argv) == 0
+
+
+def _samples(out, bench):
+    return [json.loads(x) for x in (out / bench / "samples.jsonl").read_text().splitlines()]
+
+
+def _check_outputs(out, bench, k):
+    s = json.loads((out / bench / "summary.json").read_text())
+    rows = _samples(out, bench)
+    assert s["benchmark"] == bench and s["n_problems"] == 5 and s["k"] == k and len(rows) == 5 * k
+    assert set(s["accuracy"]) == {"qwen", "math_verify"}
+    assert all(0.0 <= v <= 100.0 for v in s["accuracy"].values())
+    assert ("pass_at_k" in s) == (k > 1)
+    assert ("accuracy_by_subject" in s) == (bench == "math500")
+    assert s["decoding"]["max_new_tokens"] == 16 and s["decoding"]["n_samples"] == k
+    for r in rows:
+        assert 1 <= r["n_tokens"] <= 16 and r["n_tokens"] == len(r["token_ids"])
+        assert r["finish_reason"] in ("stop", "length")
+        assert r["prompt"].startswith("<|im_start|>system\nPlease reason step by step")
+        assert set(r["correct"]) == set(r["extracted"]) == {"qwen", "math_verify"}
+    assert sorted({r["sample"] for r in rows}) == list(range(k))
+    return s, rows
+
+
+@pytest.mark.slow
+def test_end_to_end_hf_all_benchmarks(tiny_model, tmp_path):
+    out = tmp_path / "hf"
+    _run_eval(tiny_model, out, "hf", "all")
+    for bench in ("math500", "minerva_math", "olympiadbench", "arc_e", "arc_c"):
+        _check_outputs(out, bench, 1)
+    for bench in ("aime24", "amc23", "aime25"):
+        _, rows = _check_outputs(out, bench, 8)
+        # 8 samples of one problem at T=0.6 drawn in one request: not all identical
+        per_problem = {}
+        for r in rows:
+            per_problem.setdefault(r["idx"], set()).add(tuple(r["token_ids"]))
+        assert any(len(v) > 1 for v in per_problem.values())
+    # re-running skips (summary exists): files untouched
+    before = (out / "math500" / "summary.json").stat().st_mtime_ns
+    _run_eval(tiny_model, out, "hf", "math500")
+    assert (out / "math500" / "summary.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_end_to_end_vllm_matches_hf_greedy_fp32(tiny_model, tmp_path):
+    greedy = "math500,minerva_math,olympiadbench,arc_e,arc_c"
+    _run_eval(tiny_model, tmp_path / "hf", "hf", greedy)
+    _run_eval(tiny_model, tmp_path / "vllm", "vllm", "all")
+    for bench in greedy.split(","):
+        _check_outputs(tmp_path / "vllm", bench, 1)
+        hf = [r["token_ids"] for r in _samples(tmp_path / "hf", bench)]
+        vl = [r["token_ids"] for r in _samples(tmp_path / "vllm", bench)]
+        assert hf == vl, f"{bench}: hf and vllm greedy token ids differ"
+    for bench in ("aime24", "amc23", "aime25"):
+        _check_outputs(tmp_path / "vllm", bench, 8)
