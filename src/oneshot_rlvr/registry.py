@@ -1,0 +1,407 @@
+"""Experiment registry: the workflow config (config/*.yaml) -> the runs, paths and RunConfigs it implies.
+
+Pure functions, no Snakemake import: the Snakefile calls `validate_workflow_config(config)` once at
+load and gets a `Plan` (every (model, run) with its RunConfig overrides, evaluation steps and
+benchmarks); the rules' input functions only look things up in it. Everything that can be wrong in a
+config (unknown keys, wrong types, unknown model/dataset/variant/benchmark names, pi ranks outside the
+pool, RunConfig keys or values in recipes and variants) raises `ConfigError` naming the key path,
+before any job is planned.
+
+Vocabulary (docs/contracts.md): a run id is `<dataset>` (default recipe) or `<dataset>--<variant>`;
+the untrained model is run `base`, evaluated at step 0 only.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from oneshot_rlvr import config as runconfig
+from oneshot_rlvr.errors import ConfigError, RlvrError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+BENCHMARKS = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "arc_e", "arc_c")
+RUN_SEP = "--"
+BASE_RUN = "base"
+# keys the registry sets itself; a recipe or variant that sets them would silently be ignored
+OWNED_KEYS = ("model", "train_file")
+DEFAULT_RESOURCES = {
+    "train": {"gpus": 1, "threads": 4, "mem_mb": 32000, "runtime": 600},
+    "evaluate": {"gpus": 1, "threads": 4, "mem_mb": 32000, "runtime": 120},
+}
+
+
+# --------------------------------------------------------------------------------------- run ids
+def parse_run_id(run: str) -> tuple[str, str | None]:
+    """`pi1--t5r2` -> ("pi1", "t5r2"); `pi1` -> ("pi1", None)."""
+    dataset, sep, variant = run.partition(RUN_SEP)
+    return dataset, (variant if sep else None)
+
+
+def make_run_id(dataset: str, variant: str | None = None) -> str:
+    return f"{dataset}{RUN_SEP}{variant}" if variant else dataset
+
+
+# --------------------------------------------------------------------------------------- plan
+@dataclass
+class RunPlan:
+    model: str
+    run: str
+    dataset: str | None  # None for the base run
+    variant: str | None
+    benchmarks: list[str] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+    run_config: dict[str, Any] = field(default_factory=dict)  # explicit RunConfig overrides -> RUN.yaml
+    steps: list[int] = field(default_factory=lambda: [0])  # evaluated steps (0 = the base model)
+
+    @property
+    def is_base(self) -> bool:
+        return self.run == BASE_RUN
+
+
+@dataclass
+class Plan:
+    cfg: dict
+    runs: dict[tuple[str, str], RunPlan]
+    experiments: dict[str, list[tuple[str, str]]]
+    pool_size: int
+
+    # ---- paths (relative to the Snakemake working directory) ----
+    @property
+    def results(self) -> str:
+        return f"results/{self.cfg['name']}"
+
+    def source_path(self, source: str) -> str:
+        return f"{self.results}/data/sources/{source}.jsonl"
+
+    def train_set_path(self, dataset: str) -> str:
+        return f"{self.results}/data/train_sets/{dataset}.jsonl"
+
+    def run_dir(self, model: str, run: str) -> str:
+        return f"{self.results}/runs/{model}/{run}"
+
+    def eval_marker(self, model: str, run: str, step: int) -> str:
+        return f"{self.run_dir(model, run)}/eval/step_{step}/evaluated.json"
+
+    def model_path(self, model: str) -> str:
+        return self.cfg["models"][model]["path"]
+
+    def built_model_dir(self, model: str) -> str | None:
+        """The directory a rule builds for this model, or None for a hub id / existing directory."""
+        return self.model_path(model) if self.cfg["models"][model].get("build") else None
+
+    # ---- lookups used by input functions ----
+    def run(self, model: str, run: str) -> RunPlan:
+        try:
+            return self.runs[(model, run)]
+        except KeyError:
+            raise ConfigError(f"no run '{run}' of model '{model}' in the registry of config '{self.cfg['name']}'") from None
+
+    def trained_runs(self) -> list[RunPlan]:
+        return [r for r in self.runs.values() if not r.is_base]
+
+    def needs_ranking(self, dataset: str) -> bool:
+        return "ranks" in self.cfg["datasets"][dataset]
+
+    def dataset_source(self, dataset: str) -> str:
+        return self.cfg["datasets"][dataset].get("source", self.cfg["pool"])
+
+    def resources(self, model: str, kind: str) -> dict[str, int]:
+        out = dict(DEFAULT_RESOURCES[kind])
+        out.update(self.cfg.get("resources", {}).get(kind, {}))
+        out.update(self.cfg["models"][model].get("resources", {}).get(kind, {}))
+        return out
+
+    def score_run(self) -> RunPlan | None:
+        sp = self.cfg["score_pool"]
+        return self.runs[(sp["model"], sp["run"])] if sp["source"] == "run" else None
+
+    def make_train_set_args(self, dataset: str) -> list[str]:
+        """`rlvr make-train-set` options for one dataset (everything but --pool/--ranking/--out)."""
+        d = self.cfg["datasets"][dataset]
+        args: list[str] = []
+        if "ranks" in d:
+            args += ["--ranks", ",".join(str(r) for r in d["ranks"])]
+        if "random" in d:
+            args += ["--random", str(d["random"]), "--seed", str(d.get("seed", 0))]
+        if "first" in d:
+            args += ["--first", str(d["first"])]
+        if "ranks" in d or "random" in d:
+            args += ["--batch-size", str(self.cfg["train_batch_size"])]
+        if "label_override" in d:
+            args += ["--label-override", d["label_override"]]
+        if "label_noise" in d:
+            args += ["--label-noise", str(d["label_noise"]), "--noise-seed", str(d.get("noise_seed", 0))]
+        return args
+
+    def evaluate_model(self, model: str, run: str, step: int) -> str:
+        """Step 0 is the base model itself (as the paper reports it), later steps the saved checkpoints."""
+        if step == 0:
+            return self.model_path(model)
+        return f"{self.run_dir(model, run)}/train/checkpoints/step_{step}"
+
+    def evaluate_args(self, model: str, run: str) -> list[str]:
+        m, ev = self.cfg["models"][model], self.cfg["evaluation"]
+        args = ["--benchmarks", ",".join(self.run(model, run).benchmarks),
+                "--prompt-type", m["prompt_type"],
+                "--max-tokens", str(m.get("eval_max_tokens") or m["max_response_length"])]
+        if ev.get("limit"):
+            args += ["--limit", str(ev["limit"])]
+        return args
+
+
+# --------------------------------------------------------------------------------------- schema
+def _key_path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _schema_validator(schema: dict):
+    from jsonschema import Draft202012Validator, validators
+
+    base = Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return validators.extend(base, {"properties": set_defaults})(schema)
+
+
+def _schema_message(err) -> str:
+    path = list(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        if extra:
+            hint = difflib.get_close_matches(extra[0], allowed, n=1)
+            more = f" (did you mean '{hint[0]}'?)" if hint else (f" (allowed: {', '.join(sorted(allowed))})" if allowed else "")
+            return f"config key '{_key_path(path + [extra[0]])}': unknown key{more}"
+    if err.validator == "required":
+        return f"config key '{_key_path(path)}': {err.message}"
+    if err.validator == "propertyNames":
+        return f"config key '{_key_path(path + [err.instance])}': name not allowed ({err.message})"
+    return f"config key '{_key_path(path)}': {err.message}"
+
+
+def check_schema(cfg: dict, schema_path: str | Path | None = None) -> dict:
+    """Validate against workflow/schemas/config.schema.yaml, filling defaults in place."""
+    schema = yaml.safe_load(Path(schema_path or SCHEMA_PATH).read_text())
+    validator = _schema_validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
+    if errors:
+        # the deepest error is usually the informative one (anyOf/allOf wrap it)
+        from jsonschema.exceptions import best_match
+
+        raise ConfigError(_schema_message(best_match(errors)))
+    return cfg
+
+
+# --------------------------------------------------------------------------------------- checks
+def _unknown(kind: str, key: str, name: str, known) -> ConfigError:
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    extra = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(sorted(known))})"
+    return ConfigError(f"config key '{key}': unknown {kind} '{name}'{extra}")
+
+
+def _count_rows(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _check_recipe(recipe: dict, key: str) -> None:
+    """Keys and value types of a RunConfig fragment (the values are re-checked after merging)."""
+    for k in recipe:
+        if k in OWNED_KEYS:
+            raise ConfigError(f"config key '{key}.{k}': set by the registry (models.<m>.path / the dataset); remove it")
+    try:
+        hints = get_type_hints(runconfig.RunConfig)
+        known = set(hints)
+        for k, v in recipe.items():
+            if k not in known:
+                hint = difflib.get_close_matches(k, known, n=1)
+                extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise ConfigError(f"unknown RunConfig key '{k}'{extra}")
+            runconfig._check_type(k, v, hints[k])
+    except RlvrError as exc:
+        raise ConfigError(f"config key '{key}': {exc}") from None
+
+
+def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str | Path | None = None) -> Plan:
+    """Check a workflow config completely and return its Plan. `cfg` gets the schema defaults filled
+    in (as Snakemake's `validate` does). `root` is the directory the `resources/` paths are relative to."""
+    if not isinstance(cfg, dict):
+        raise ConfigError("the workflow config must be a mapping (is --configfile set?)")
+    check_schema(cfg, schema_path)
+    root = Path(root)
+    models, datasets, variants = cfg["models"], cfg["datasets"], cfg["variants"]
+
+    # sources and the pool
+    for name, rel in cfg["sources"].items():
+        if not (root / rel).is_file():
+            raise ConfigError(f"config key 'sources.{name}': file not found: {rel}")
+    if cfg["pool"] not in cfg["sources"]:
+        raise _unknown("source", "pool", cfg["pool"], cfg["sources"])
+    pool_size = _count_rows(root / cfg["sources"][cfg["pool"]])
+
+    # models
+    for name, m in models.items():
+        if m.get("build") and Path(m["path"]).as_posix() != f"results/{cfg['name']}/models/{name}":
+            raise ConfigError(f"config key 'models.{name}.path': a built model lives at "
+                              f"'results/{cfg['name']}/models/{name}', got '{m['path']}'")
+        if m["eval_every"] > m["total_steps"]:
+            raise ConfigError(f"config key 'models.{name}.eval_every': {m['eval_every']} > total_steps {m['total_steps']}")
+        _check_recipe(m.get("recipe", {}), f"models.{name}.recipe")
+    _check_recipe(cfg["recipe"], "recipe")
+    for name, v in variants.items():
+        _check_recipe(v, f"variants.{name}")
+
+    # datasets
+    for name, d in datasets.items():
+        key = f"datasets.{name}"
+        if "ranks" in d and "random" in d:
+            raise ConfigError(f"config key '{key}': choose either 'ranks' or 'random'")
+        src = d.get("source", cfg["pool"])
+        if src not in cfg["sources"]:
+            raise _unknown("source", f"{key}.source", src, cfg["sources"])
+        if ("ranks" in d or "random" in d) and src != cfg["pool"]:
+            raise ConfigError(f"config key '{key}.source': pi ranks and random picks come from the pool '{cfg['pool']}'")
+        for i, r in enumerate(d.get("ranks", [])):
+            if not 1 <= r <= pool_size:
+                raise ConfigError(f"config key '{key}.ranks[{i}]': pi rank {r} out of range 1..{pool_size} "
+                                  f"(pool '{cfg['pool']}' has {pool_size} examples)")
+        if len(set(d.get("ranks", []))) != len(d.get("ranks", [])):
+            raise ConfigError(f"config key '{key}.ranks': repeated rank")
+        n_sel = len(d["ranks"]) if "ranks" in d else d.get("random")
+        if "random" in d and d["random"] > pool_size:
+            raise ConfigError(f"config key '{key}.random': {d['random']} > pool size {pool_size}")
+        if n_sel and n_sel > cfg["train_batch_size"]:
+            raise ConfigError(f"config key '{key}': {n_sel} examples do not fit one batch of train_batch_size "
+                              f"{cfg['train_batch_size']}")
+        if "first" in d and ("ranks" in d or "random" in d):
+            raise ConfigError(f"config key '{key}.first': only for full-set datasets (no 'ranks'/'random')")
+
+    # experiments -> runs
+    runs: dict[tuple[str, str], RunPlan] = {}
+    experiments: dict[str, list[tuple[str, str]]] = {}
+    for ename, e in cfg["experiments"].items():
+        key = f"experiments.{ename}"
+        members: list[tuple[str, str]] = []
+        for i, m in enumerate(e["models"]):
+            if m not in models:
+                raise _unknown("model", f"{key}.models[{i}]", m, models)
+        for rname in e["benchmarks_by_run"]:
+            if rname not in e["runs"]:
+                raise _unknown("run of this experiment", f"{key}.benchmarks_by_run", rname, e["runs"])
+        for j, run in enumerate(e["runs"]):
+            dataset, variant = parse_run_id(run)
+            if run == BASE_RUN:
+                raise ConfigError(f"config key '{key}.runs[{j}]': 'base' is implied by 'base: true'")
+            if dataset not in datasets:
+                raise _unknown("dataset", f"{key}.runs[{j}]", dataset, datasets)
+            if variant is not None and variant not in variants:
+                raise _unknown("variant", f"{key}.runs[{j}]", variant, variants)
+            benches = list(e["benchmarks"]) + [b for b in e["benchmarks_by_run"].get(run, []) if b not in e["benchmarks"]]
+            for m in e["models"]:
+                rp = runs.setdefault((m, run), RunPlan(model=m, run=run, dataset=dataset, variant=variant))
+                _merge(rp, ename, benches)
+                members.append((m, run))
+        if e["base"]:
+            for m in e["models"]:
+                rp = runs.setdefault((m, BASE_RUN), RunPlan(model=m, run=BASE_RUN, dataset=None, variant=None))
+                _merge(rp, ename, e["benchmarks"] + [b for bs in e["benchmarks_by_run"].values() for b in bs])
+                members.append((m, BASE_RUN))
+        experiments[ename] = list(dict.fromkeys(members))
+
+    # the scoring run (score_pool.source = run) is a run too, even if no experiment lists it
+    sp = cfg["score_pool"]
+    if sp["source"] == "run":
+        for k in ("model", "run"):
+            if k not in sp:
+                raise ConfigError(f"config key 'score_pool.{k}': required when score_pool.source is 'run'")
+        if sp["model"] not in models:
+            raise _unknown("model", "score_pool.model", sp["model"], models)
+        dataset, variant = parse_run_id(sp["run"])
+        if dataset not in datasets:
+            raise _unknown("dataset", "score_pool.run", dataset, datasets)
+        if variant is not None and variant not in variants:
+            raise _unknown("variant", "score_pool.run", variant, variants)
+        if "ranks" in datasets[dataset]:
+            raise ConfigError("config key 'score_pool.run': the scoring run cannot train on a pi-set "
+                              "(its ranking would depend on itself)")
+        runs.setdefault((sp["model"], sp["run"]), RunPlan(model=sp["model"], run=sp["run"], dataset=dataset,
+                                                          variant=variant))
+    elif not (root / sp["history"]).is_file():
+        raise ConfigError(f"config key 'score_pool.history': file not found: {sp['history']}")
+
+    plan = Plan(cfg=cfg, runs=runs, experiments=experiments, pool_size=pool_size)
+    for rp in runs.values():
+        if rp.is_base:
+            continue
+        rp.run_config = resolve_run_config(plan, rp.model, rp.run)
+        try:
+            rc = runconfig.from_dict(rp.run_config, source=f"run {rp.model}/{rp.run}")
+        except RlvrError as exc:
+            raise ConfigError(f"config (models.{rp.model} + variant '{rp.variant}'): {exc}") from None
+        rp.steps = eval_steps(rc.total_steps, rc.save_freq)
+        if sp["source"] == "run" and (rp.model, rp.run) == (sp["model"], sp["run"]) and rc.total_steps < sp["up_to_step"]:
+            raise ConfigError(f"config key 'score_pool.up_to_step': {sp['up_to_step']} > total_steps "
+                              f"{rc.total_steps} of the scoring run")
+    return plan
+
+
+def _merge(rp: RunPlan, experiment: str, benchmarks: list[str]) -> None:
+    if experiment not in rp.experiments:
+        rp.experiments.append(experiment)
+    for b in benchmarks:
+        if b not in rp.benchmarks:
+            rp.benchmarks.append(b)
+
+
+def resolve_run_config(plan: Plan, model: str, run: str) -> dict[str, Any]:
+    """RunConfig overrides of one run: global recipe < model settings < model recipe < variant."""
+    cfg = plan.cfg
+    m = cfg["models"][model]
+    dataset, variant = parse_run_id(run)
+    rc: dict[str, Any] = {}
+    rc.update(cfg["recipe"])
+    rc.update({
+        "total_steps": m["total_steps"],
+        "save_freq": m["eval_every"],
+        "max_response_length": m["max_response_length"],
+        "train_batch_size": cfg["train_batch_size"],
+    })
+    rc.update(m.get("recipe", {}))
+    if variant:
+        rc.update(cfg["variants"][variant])
+    rc["model"] = m["path"]
+    rc["train_file"] = plan.train_set_path(dataset)
+    return rc
+
+
+def eval_steps(total_steps: int, save_freq: int) -> list[int]:
+    """The checkpoints `rlvr train` saves (every save_freq and the last step), plus step 0."""
+    steps = list(range(0, total_steps + 1, save_freq))
+    if steps[-1] != total_steps:
+        steps.append(total_steps)
+    return steps
+
+
+def load_plan(config_path: str | Path, root: str | Path = ".") -> Plan:
+    """Convenience for tests and tools: read a YAML config file and validate it."""
+    p = Path(config_path)
+    try:
+        cfg = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot read workflow config: {exc}") from None
+    return validate_workflow_config(cfg, root=root)

@@ -1,0 +1,153 @@
+"""Historical-variance data selection (paper Eq. 1-2): score each pool example, rank pi_1 ... pi_N.
+
+The history is the per-epoch training accuracy of every pool example during a short full-set GRPO run
+(`acc_step_500.json`: pool index as str -> list of accuracies in epoch order). The score is the
+population standard deviation (`np.std`, the same ranking as the paper's variance); the ranking is a
+*stable* descending sort, so ties (the 104 zero-variance examples) keep the JSON key order exactly as
+the authors' `data_selection.py --method std` does. pi_k is the k-th entry (1-based).
+
+It also converts our own trainer's `metrics.jsonl` (`acc/by_index` per step) into that history format,
+so the ranking can come from a run of this project instead of the shipped file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from oneshot_rlvr.errors import DataError
+
+RANKING_COLUMNS = ["pi_rank", "dsr_sub_index", "hist_std", "hist_var", "hist_mean_acc", "n_epochs_recorded",
+                   "ground_truth"]
+
+
+@dataclass(frozen=True)
+class RankedExample:
+    pi_rank: int
+    index: int  # pool extra_info.index
+    hist_std: float
+    hist_mean_acc: float
+    n_epochs: int
+
+
+def load_history(path: str | Path) -> dict[str, list[float]]:
+    """Read an index -> accuracy-list JSON, keeping the key order (it breaks ties in the ranking)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"accuracy history not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
+    return check_history(data, str(path))
+
+
+def check_history(data, where: str) -> dict[str, list[float]]:
+    if not isinstance(data, dict) or not data:
+        raise DataError(f"{where}: expected a non-empty mapping of pool index -> list of accuracies")
+    for key, values in data.items():
+        try:
+            int(key)
+        except ValueError:
+            raise DataError(f"{where}: key {key!r} is not a pool index (an integer)") from None
+        if not isinstance(values, list) or not values:
+            raise DataError(f"{where}: key {key!r}: expected a non-empty list of accuracies")
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+                raise DataError(f"{where}: key {key!r}, epoch {i}: accuracy must be a number in [0, 1], got {v!r}")
+    return data
+
+
+def historical_variance_scores(history: dict[str, list[float]]) -> dict[str, float]:
+    """Eq. 1 (as the authors compute it): population std of each example's accuracy history."""
+    return {k: float(np.std(np.asarray(v, dtype=np.float64))) for k, v in history.items()}
+
+
+def rank_examples(history: dict[str, list[float]]) -> list[RankedExample]:
+    """Eq. 2: examples by descending historical std; Python's sort is stable, so ties keep key order."""
+    scores = historical_variance_scores(history)
+    order = sorted(history, key=lambda k: scores[k], reverse=True)
+    return [
+        RankedExample(pi_rank=r, index=int(k), hist_std=scores[k],
+                      hist_mean_acc=float(np.mean(history[k])), n_epochs=len(history[k]))
+        for r, k in enumerate(order, 1)
+    ]
+
+
+def write_ranking(ranking: list[RankedExample], path: str | Path, labels: dict[int, str] | None = None) -> None:
+    """Write the ranking CSV in the same columns as resources/selection/hvs_ranking_*.csv (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(RANKING_COLUMNS)
+        for ex in ranking:
+            w.writerow([ex.pi_rank, ex.index, repr(ex.hist_std), repr(ex.hist_std ** 2), repr(ex.hist_mean_acc),
+                        ex.n_epochs, (labels or {}).get(ex.index, "")])
+    tmp.replace(path)
+
+
+def read_ranking(path: str | Path) -> list[int]:
+    """Pool indices in rank order (element k-1 is pi_k) from a ranking CSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"ranking file not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "pi_rank" not in reader.fieldnames or "dsr_sub_index" not in reader.fieldnames:
+            raise DataError(f"{path}: expected columns pi_rank, dsr_sub_index")
+        rows = list(reader)
+    out = []
+    for lineno, row in enumerate(rows, 2):
+        try:
+            rank, index = int(row["pi_rank"]), int(row["dsr_sub_index"])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: row {lineno}: pi_rank and dsr_sub_index must be integers") from None
+        if rank != len(out) + 1:
+            raise DataError(f"{path}: row {lineno}: pi_rank {rank} out of sequence (expected {len(out) + 1})")
+        out.append(index)
+    if not out:
+        raise DataError(f"{path}: empty ranking")
+    return out
+
+
+def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None) -> dict[str, list[float]]:
+    """Convert a training run's `metrics.jsonl` (`acc/by_index` per step) into the history format.
+
+    Each step in which an example was sampled appends that step's accuracy to its list, as verl's
+    `history_accuracy` does (one entry per epoch for a full-set run). Keys are ordered by first
+    appearance, then by index, so the tie order is deterministic.
+    """
+    metrics_path = Path(metrics_path)
+    if not metrics_path.is_file():
+        raise DataError(f"training metrics not found: {metrics_path}")
+    history: dict[str, list[float]] = {}
+    seen_step = False
+    with metrics_path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{metrics_path}: line {lineno} is not valid JSON; truncated file?") from None
+            step = rec.get("step")
+            if up_to_step is not None and isinstance(step, int) and step > up_to_step:
+                break
+            by_index = rec.get("acc/by_index")
+            if by_index is None:
+                continue
+            if not isinstance(by_index, dict):
+                raise DataError(f"{metrics_path}: line {lineno}: 'acc/by_index' must be a mapping index -> accuracy")
+            seen_step = True
+            for key in sorted(by_index, key=lambda k: int(k)):
+                history.setdefault(str(int(key)), []).append(float(by_index[key]))
+    if not seen_step:
+        raise DataError(f"{metrics_path}: no step with 'acc/by_index' (was the run logged by `rlvr train`?)")
+    return check_history(history, str(metrics_path))
