@@ -1,0 +1,271 @@
+"""The paper's figures from the collected long table (matplotlib, Agg backend; PNG + PDF each).
+
+- Fig. 1: MATH500 and 6-benchmark average per training set at the best-average step, ours beside the paper's.
+- Fig. 2: training accuracy (train `acc/mean`) and test accuracy vs step for π1, π13, DSR-sub.
+- Fig. 4: train `response_length/mean`, train `entropy` and eval reflection ratio vs step.
+- Fig. 5: 6-benchmark average vs step with / without the entropy loss and at T = 0.6 / 1.0.
+- Fig. 6: category transfer: MATH500 gain per subject over the base model for each single example.
+
+A figure (or panel) without data says "no runs yet" instead of failing: the report is built while
+runs are still missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from oneshot_rlvr.report import PAPER_MAIN_MODEL, SIX_BENCHMARKS, SUBJECTS  # noqa: E402
+from oneshot_rlvr.report.best import average_by_step, best_average_step, best_benchmark_step  # noqa: E402
+from oneshot_rlvr.report.longtable import RunView, run_view  # noqa: E402
+from oneshot_rlvr.report.paper import load_paper_table  # noqa: E402
+
+NO_DATA = "no runs yet"
+FIGURES = ("fig1", "fig2", "fig4", "fig5", "fig6")
+
+# (run, label) of the runs each curve figure shows
+FIG2_RUNS = (("pi1", "{π1}"), ("pi13", "{π13}"), ("dsr_sub", "DSR-sub"))
+FIG5_RUNS = (
+    ("pi1", "entropy 0.001, T = 0.6 (default)"),
+    ("pi1--noent", "no entropy loss, T = 0.6"),
+    ("pi1--temp1.0", "entropy 0.001, T = 1.0"),
+)
+_COLORS = plt.get_cmap("tab10").colors
+_STYLES = ("-", "--", ":")
+
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "legend.fontsize": 8.5, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def _no_data(ax, message: str = NO_DATA) -> None:
+    ax.text(
+        0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=13, color="0.35",
+        bbox={"boxstyle": "round,pad=0.6", "facecolor": "0.95", "edgecolor": "0.7"},
+    )
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        final = out / f"{name}.{ext}"
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=f".{ext}")
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, final)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        paths.append(final)
+    plt.close(fig)
+    return paths
+
+
+def _views(metrics: pd.DataFrame, model: str, runs, grader: str) -> list[tuple[str, str, RunView]]:
+    return [(run, label, run_view(metrics, model, run, grader)) for run, label in runs]
+
+
+def fig1(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+    """Bars: MATH500 and average at each training set's best-average step; the paper's bars hatched."""
+    paper = load_paper_table("table8")
+    labels = [p.label for p in paper]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    any_ours = False
+    for ax, (key, title) in zip(axes, (("math500", "MATH500"), ("avg", "Average of 6 benchmarks"))):
+        ours, theirs = [], []
+        for p in paper:
+            v = run_view(metrics, model if p.model == PAPER_MAIN_MODEL else p.model, p.run, grader)
+            best = best_average_step(v.accuracy)
+            val = None
+            if best is not None:
+                val = best[1] if key == "avg" else v.value(best[0], key, "accuracy")
+            ours.append(val)
+            theirs.append(p.number(key))
+        any_ours |= any(o is not None for o in ours)
+        x = np.arange(len(labels))
+        w = 0.38
+        o = np.array([np.nan if v is None else v for v in ours], dtype=float)
+        t = np.array([np.nan if v is None else v for v in theirs], dtype=float)
+        b1 = ax.bar(x - w / 2, o, w, label=f"ours ({model}, {grader})", color=_COLORS[0])
+        b2 = ax.bar(x + w / 2, t, w, label="paper (Qwen2.5-Math-1.5B)", color="white", edgecolor=_COLORS[1], hatch="//")
+        for bars, vals in ((b1, o), (b2, t)):
+            for bar, v in zip(bars, vals):
+                if np.isfinite(v):
+                    ax.annotate(f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
+                                fontsize=7.5, xytext=(0, 1), textcoords="offset points")
+        for i, v in enumerate(o):
+            if not np.isfinite(v):
+                ax.annotate("—", (x[i] - w / 2, 0), ha="center", va="bottom", fontsize=12, color="0.3")
+        ax.set_xticks(x, labels, rotation=25, ha="right")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(title)
+        top = np.nanmax(np.concatenate([o, t])) if np.isfinite(np.concatenate([o, t])).any() else 100.0
+        ax.set_ylim(0, top * 1.15 + 1)
+        ax.grid(axis="x", visible=False)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.93), frameon=False)
+    if not any_ours:
+        for ax in axes:
+            _no_data(ax, NO_DATA + " (paper's bars only)")
+    fig.suptitle("Fig. 1: training set vs accuracy at the best-average checkpoint", fontsize=12)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return _save(fig, out, "fig1")
+
+
+def fig2(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+    """Per run: training accuracy on its own examples and test accuracy vs step (post-saturation generalization)."""
+    views = _views(metrics, model, FIG2_RUNS, grader)
+    fig, axes = plt.subplots(1, len(views), figsize=(4.3 * len(views), 3.8), sharey=True)
+    for ax, (run, label, v) in zip(axes, views):
+        ax.set_title(f"{label}  (run {run})")
+        ax.set_xlabel("training step")
+        drawn = False
+        train = v.train("acc/mean")
+        if not train.empty:
+            ax.plot(train.index, train.values * 100, color=_COLORS[2], lw=1.4, label="train accuracy")
+            drawn = True
+        if "math500" in v.accuracy.columns:
+            s = v.accuracy["math500"].dropna()
+            ax.plot(s.index, s.values, "o-", ms=3, color=_COLORS[0], lw=1.4, label="test: MATH500")
+            drawn = drawn or not s.empty
+        avg = average_by_step(v.accuracy)
+        if not avg.empty:
+            ax.plot(avg.index, avg.values, "s-", ms=3, color=_COLORS[3], lw=1.4, label="test: 6-benchmark avg.")
+            drawn = True
+        ax.set_ylim(0, 105)
+        if drawn:
+            ax.legend(loc="lower right")
+        else:
+            _no_data(ax)
+    axes[0].set_ylabel("accuracy (%)")
+    fig.suptitle(f"Fig. 2: training vs test accuracy ({model}, grader {grader})", fontsize=12)
+    fig.tight_layout()
+    return _save(fig, out, "fig2")
+
+
+def _reflection(v: RunView) -> pd.Series:
+    rows = v.rows[(v.rows["metric"] == "reflection_ratio") & v.rows["benchmark"].isin(SIX_BENCHMARKS)]
+    if rows.empty:
+        return pd.Series(dtype=float)
+    return rows.groupby("step")["value"].mean().sort_index()
+
+
+def fig4(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+    """Response length, entropy (training) and the share of test responses with reflection words vs step."""
+    views = _views(metrics, model, FIG2_RUNS, grader)
+    panels = (
+        ("train response length (tokens)", lambda v: v.train("response_length/mean")),
+        ("train entropy (per token)", lambda v: v.train("entropy")),
+        ("test responses with reflection words (%)", _reflection),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (ylabel, get) in zip(axes, panels):
+        drawn = False
+        for i, (run, label, v) in enumerate(views):
+            s = get(v)
+            if not s.empty:
+                # distinct line styles keep overlapping curves visible
+                ax.plot(s.index, s.values, _STYLES[i % 3], marker="o" if len(s) <= 12 else None, ms=3, lw=1.5,
+                        color=_COLORS[i], label=label)
+                drawn = True
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        if drawn:
+            ax.legend(loc="best")
+        else:
+            _no_data(ax)
+    axes[2].set_title("mean over evaluated benchmarks", fontsize=9)
+    fig.suptitle(f"Fig. 4: response length, entropy and self-reflection ({model})", fontsize=12)
+    fig.tight_layout()
+    return _save(fig, out, "fig4")
+
+
+def fig5(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+    """6-benchmark average vs step: entropy loss on/off and rollout temperature 0.6 / 1.0 (π1)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    drawn = False
+    for i, (run, label, v) in enumerate(_views(metrics, model, FIG5_RUNS, grader)):
+        avg = average_by_step(v.accuracy)
+        if not avg.empty:
+            ax.plot(avg.index, avg.values, _STYLES[i % 3], marker="o" if len(avg) <= 12 else None, ms=3, lw=1.5,
+                    color=_COLORS[i],
+                    label=f"{label}  [{run}]")
+            drawn = True
+    ax.set_xlabel("training step")
+    ax.set_ylabel("average of 6 benchmarks (%)")
+    ax.set_title(f"Fig. 5: exploration on π1 ({model}, grader {grader})")
+    if drawn:
+        ax.legend(loc="lower right")
+    else:
+        _no_data(ax)
+    fig.tight_layout()
+    return _save(fig, out, "fig5")
+
+
+def _pi_key(run: str) -> int:
+    return int(run[2:])
+
+
+def fig6(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+    """Heatmap: per single example, MATH500 subject accuracy at its best MATH500 step minus the base model's."""
+    subjects = list(SUBJECTS.values())
+    runs = sorted(
+        {r for r in metrics.loc[metrics["model"] == model, "run"].unique() if re.fullmatch(r"pi\d+", r)}, key=_pi_key
+    )
+    base = run_view(metrics, model, "base", grader)
+    base_step = base.accuracy.index.min() if not base.accuracy.empty else None
+    base_vals = {s: base.value(base_step, "math500", f"accuracy/{s}") for s in subjects}
+    grid, names = [], []
+    for run in runs:
+        v = run_view(metrics, model, run, grader)
+        best = best_benchmark_step(v.accuracy, "math500")
+        if best is None:
+            continue
+        row = []
+        for s in subjects:
+            ours = v.value(best[0], "math500", f"accuracy/{s}")
+            row.append(np.nan if ours is None or base_vals[s] is None else ours - base_vals[s])
+        grid.append(row)
+        names.append(f"π{run[2:]} (step {best[0]})")
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.42 * max(len(names), 4)))
+    data = np.array(grid, dtype=float) if grid else np.empty((0, len(subjects)))
+    if data.size == 0 or not np.isfinite(data).any():
+        msg = NO_DATA if not names else "no base-model subject accuracy yet"
+        ax.set_xticks(range(len(subjects)), subjects, rotation=25, ha="right")
+        ax.set_xlim(-0.5, len(subjects) - 0.5)
+        ax.set_yticks([])
+        ax.grid(False)
+        _no_data(ax, msg)
+    else:
+        lim = max(1.0, float(np.nanmax(np.abs(data))))
+        im = ax.imshow(data, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+        for (i, j), val in np.ndenumerate(data):
+            ax.text(j, i, "—" if not np.isfinite(val) else f"{val:+.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if np.isfinite(val) and abs(val) > 0.6 * lim else "black")
+        ax.set_xticks(range(len(subjects)), subjects, rotation=25, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, label="gain over base (points)")
+    ax.set_title(f"Fig. 6: MATH500 gain by subject for each single example ({model}, grader {grader})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "fig6")
+
+
+BUILDERS = {"fig1": fig1, "fig2": fig2, "fig4": fig4, "fig5": fig5, "fig6": fig6}
+
+
+def make_figures(metrics: pd.DataFrame, out: str | Path, model: str, grader: str, names=FIGURES) -> list[Path]:
+    out = Path(out)
+    paths: list[Path] = []
+    for name in names:
+        paths += BUILDERS[name](metrics, out, model, grader)
+    return paths
