@@ -54,7 +54,7 @@ def validate_metrics(df: pd.DataFrame, source: str = "metrics") -> pd.DataFrame:
     values = pd.to_numeric(df["value"], errors="coerce")
     bad = ~np.isfinite(values.to_numpy(dtype=float))
     if bad.any():
-        i = int(bad.to_numpy().nonzero()[0][0])
+        i = int(bad.nonzero()[0][0])
         raise DataError(f"{source}: line {i + 2}: value {df['value'].iloc[i]!r} is not a finite number")
     df["step"] = steps.astype(int)
     df["value"] = values.astype(float)
