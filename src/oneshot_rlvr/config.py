@@ -58,7 +58,7 @@ class RunConfig:
     clip_high: float = 0.2
     agg: str = "verl02"  # verl02 (paper: token-mean per micro-batch, seq-count weighted) | token-mean (global)
     ppo_epochs: int = 1
-    ppo_mini_batch_size: int = 128  # prompts; 128 = whole batch = one optimizer step per rollout step
+    ppo_mini_batch_size: int | None = None  # prompts; None = the whole batch = one optimizer step per rollout step (paper)
     # --- optimiser ------------------------------------------------------------------------
     lr: float = 1e-6
     lr_warmup_steps: int = 0  # constant schedule after warm-up
@@ -102,7 +102,7 @@ class RunConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)!r} is not one of {list(allowed)}")
         positive = ["train_batch_size", "n", "max_prompt_length", "max_response_length", "total_steps",
-                    "save_freq", "ppo_epochs", "ppo_mini_batch_size", "micro_batch_tokens", "logprob_chunk_tokens"]
+                    "save_freq", "ppo_epochs", "micro_batch_tokens", "logprob_chunk_tokens"]
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
@@ -114,14 +114,19 @@ class RunConfig:
             raise ConfigError("config key 'temperature' must be > 0 for training rollouts")
         if not (0 < self.top_p <= 1):
             raise ConfigError(f"config key 'top_p' must be in (0, 1], got {self.top_p}")
-        if self.train_batch_size % self.ppo_mini_batch_size:
-            raise ConfigError("config key 'ppo_mini_batch_size' must divide 'train_batch_size'")
+        if self.ppo_mini_batch_size is not None and (
+                self.ppo_mini_batch_size <= 0 or self.train_batch_size % self.ppo_mini_batch_size):
+            raise ConfigError("config key 'ppo_mini_batch_size' must be > 0 and divide 'train_batch_size'")
         if len(self.betas) != 2:
             raise ConfigError("config key 'betas' must be a list of two numbers")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def mini_batch_prompts(self) -> int:
+        return self.ppo_mini_batch_size or self.train_batch_size
 
     @property
     def tokenizer_path(self) -> str:

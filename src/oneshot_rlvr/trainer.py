@@ -1,0 +1,525 @@
+"""The GRPO training loop: rollout → reward → log-probs → update → metrics / checkpoints / resume.
+
+One readable loop (nanoGPT / nano-aha-moment style) that reproduces the semantics of the authors'
+verl 0.2 fork (official-repo.md §2.1, grpo-trainer.md §1):
+- 128 prompt rows × n=8 responses; each prompt ROW is its own GRPO group (1-shot: 128 groups of 8);
+- log-probs and entropy on temperature-scaled logits (logits / T, T = rollout temperature), for the
+  policy, the old policy and the reference alike;
+- loss = pg_coef·pg_loss − entropy_coef·entropy + kl_coef·low_var_kl, each a token mean;
+- the whole batch is one mini-batch → one optimizer step per rollout step (ratio ≡ 1: we take verl's
+  on-policy shortcut old_logp = logp.detach() when ppo_epochs = 1 and there is one mini-batch);
+- `agg: verl02` normalises like the fork (token-mean inside each micro-batch, weighted by its share of
+  sequences); `agg: token-mean` is the global token mean (invariant to micro-batching);
+- AdamW (0.9, 0.999), weight decay 0.01, constant lr 1e-6, grad clip 1.0.
+Log-probs are computed in row chunks (each chunk re-computed in backward) so the [tokens × vocab]
+logits never exist at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from oneshot_rlvr import algos
+from oneshot_rlvr.config import RunConfig
+from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
+from oneshot_rlvr.errors import DataError, RlvrError, TrainingError
+from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype
+from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
+
+# ------------------------------------------------------------------------------------------------
+# log-probs and entropy of response tokens, chunked over rows of the vocabulary projection
+
+
+def _chunk_logp_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor,
+                        temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = F.linear(hidden, weight, bias).float() / temperature
+    logz = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
+    if with_entropy:
+        p = torch.exp(logits - logz.unsqueeze(-1))
+        ent = logz - (p * logits).sum(-1)
+    else:
+        ent = torch.zeros_like(logp)
+    return logp, ent
+
+
+def response_logprobs(model, seqs: list[tuple[list[int], list[int]]], temperature: float, chunk_rows: int,
+                      with_entropy: bool, autocast_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs (and entropies) of every response token of `seqs` = [(prompt_ids, response_ids)].
+
+    Returns flat tensors over the concatenated response tokens, in order. Grad flows if enabled.
+    """
+    device = next(model.parameters()).device
+    lens = [len(p) + len(r) for p, r in seqs]
+    width = max(lens)
+    pad = 0
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for b, (p, r) in enumerate(seqs):
+        ids = list(p) + list(r)
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        attn[b, : len(ids)] = 1
+        start = len(p) - 1  # hidden state at position t predicts token t+1
+        rows += [b] * len(r)
+        cols += list(range(start, start + len(r)))
+        targets += list(r)
+    input_ids, attn = input_ids.to(device), attn.to(device)
+    decoder = model.get_decoder()
+    head = model.get_output_embeddings()
+    ctx = torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype else _nullctx()
+    with ctx:
+        hidden = decoder(input_ids=input_ids, attention_mask=attn).last_hidden_state
+    sel = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+    tgt = torch.tensor(targets, device=device)
+    logps, ents = [], []
+    grad = torch.is_grad_enabled()
+    for s in range(0, sel.shape[0], chunk_rows):
+        h, t = sel[s:s + chunk_rows], tgt[s:s + chunk_rows]
+        w = head.weight if autocast_dtype is None else head.weight.to(autocast_dtype)
+        h = h if autocast_dtype is None else h.to(autocast_dtype)
+        if grad:  # recompute this chunk's logits in backward instead of keeping them
+            lp, en = checkpoint(_chunk_logp_entropy, h, w, head.bias, t, temperature, with_entropy,
+                                use_reentrant=False)
+        else:
+            lp, en = _chunk_logp_entropy(h, w, head.bias, t, temperature, with_entropy)
+        logps.append(lp)
+        ents.append(en)
+    return torch.cat(logps), torch.cat(ents)
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def pad_flat(flat: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a flat per-token tensor by sequence lengths into a right-padded [B, T] tensor + mask."""
+    parts = list(torch.split(flat, lengths))
+    padded = torch.nn.utils.rnn.pad_sequence(parts, batch_first=True)
+    mask = torch.zeros(padded.shape, dtype=torch.float32, device=flat.device)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    return padded, mask
+
+
+def micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Consecutive groups of sequence indices whose padded size (count × longest) fits the token budget."""
+    groups, cur, longest = [], [], 0
+    for i, n in enumerate(lengths):
+        new_longest = max(longest, n)
+        if cur and new_longest * (len(cur) + 1) > budget:
+            groups.append(cur)
+            cur, new_longest = [], n
+        cur.append(i)
+        longest = new_longest
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """One step's experience, flattened row-major: prompt row i, sample j at i*n + j."""
+
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    group_ids: torch.Tensor
+    row_index: list[int]  # extra_info.index of each sequence's prompt row
+    finish: list[str]
+    scores: torch.Tensor
+    correct: list[bool]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+class GRPOTrainer:
+    def __init__(self, cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None):
+        self.cfg = cfg
+        self.out = Path(out)
+        self._reward_fn = reward_fn
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        # fp32 master weights always; bf16 (or other) is the compute dtype via autocast
+        self.autocast = self.dtype if self.dtype != torch.float32 else None
+
+    # -- setup -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        check_model_path(cfg.model)
+        self.tokenizer = load_tokenizer(cfg.tokenizer_path)
+        self.rows, self.dropped = load_train_rows(cfg.train_file, self.tokenizer, cfg.max_prompt_length,
+                                                  cfg.prompt_key, cfg.label_override)
+        if not self.rows:
+            raise DataError(f"{cfg.train_file}: every prompt is longer than max_prompt_length={cfg.max_prompt_length}")
+        self.sampler = EpochSampler(len(self.rows), cfg.train_batch_size, cfg.seed, cfg.shuffle, cfg.drop_last)
+        torch.manual_seed(cfg.seed)
+        self.model = load_model(cfg.model, torch.float32, self.device)
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model.config.use_cache = False
+        self.ref_model = None
+        if cfg.kl_coef > 0:
+            ref_dtype = self.dtype  # the paper keeps the reference in bf16 on GPU
+            self.ref_model = copy.deepcopy(self.model).to(ref_dtype).eval()
+            for p in self.ref_model.parameters():
+                p.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
+                                           eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        warm = cfg.lr_warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
+        self.reward_fn = self._reward_fn or self._default_reward()
+        self.engine = None
+
+    def _default_reward(self):
+        from oneshot_rlvr.rewards import RewardFunction
+
+        return RewardFunction(self.cfg.reward, self.cfg.grader, self.cfg.grade_prompt_and_response,
+                              self.cfg.grader_timeout, self.cfg.grader_workers)
+
+    def _make_engine(self):
+        cfg = self.cfg
+        if cfg.engine == "hf":
+            return make_engine("hf", cfg.model, model=self.model, tokenizer=self.tokenizer)
+        dt = {torch.float32: "float32", torch.bfloat16: "bfloat16"}[self.dtype]
+        return make_engine("vllm", cfg.model, dtype=dt, seed=cfg.seed,
+                           max_model_len=cfg.max_prompt_length + cfg.max_response_length,
+                           gpu_memory_utilization=cfg.gpu_memory_utilization, max_num_seqs=cfg.max_num_seqs)
+
+    # -- phases ------------------------------------------------------------------------------
+    def rollout(self, step: int, batch_rows: list[TrainRow]) -> tuple[Rollout, dict]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        sampling = SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                                  max_tokens=cfg.max_response_length, seed=cfg.seed * 100_003 + step)
+        self.engine.wake()
+        outs: list[list[Completion]] = self.engine.generate([r.prompt_ids for r in batch_rows], sampling)
+        self.engine.sleep()
+        t1 = time.perf_counter()
+        prompt_ids, resp_ids, groups, idx, finish, gts, prompts_txt, resp_txt = [], [], [], [], [], [], [], []
+        for g, (row, comps) in enumerate(zip(batch_rows, outs)):
+            ptxt = self.tokenizer.decode(row.prompt_ids, skip_special_tokens=False)
+            for c in comps:
+                ids = c.token_ids if c.token_ids else [self.tokenizer.eos_token_id]  # never an empty response
+                prompt_ids.append(row.prompt_ids)
+                resp_ids.append(list(ids))
+                groups.append(g)
+                idx.append(row.index)
+                finish.append(c.finish_reason)
+                gts.append(row.ground_truth)
+                prompts_txt.append(ptxt)
+                resp_txt.append(self.tokenizer.decode(ids, skip_special_tokens=False))
+        rb = self.reward_fn(prompts_txt, resp_txt, gts)
+        scores = torch.tensor(rb.scores, dtype=torch.float32)
+        if not torch.isfinite(scores).all():
+            raise TrainingError(f"step {step}: non-finite reward from the reward function")
+        t2 = time.perf_counter()
+        ro = Rollout(prompt_ids, resp_ids, torch.tensor(groups), idx, finish, scores, list(rb.correct))
+        lens = [len(r) for r in resp_ids]
+        stats = {
+            "reward/mean": scores.mean().item(),
+            "acc/mean": float(np.mean(rb.correct)),
+            "acc/by_index": _accuracy_by_index(idx, rb.scores, cfg.n),
+            "response_length/mean": float(np.mean(lens)),
+            "response_length/max": int(max(lens)),
+            "response_length/clip_ratio": float(np.mean([f == "length" for f in finish])),
+            "boxed_ratio": float(np.mean(rb.boxed)) if getattr(rb, "boxed", None) else 0.0,
+            "grader/timeouts": int(getattr(rb, "timeouts", 0)),
+            "grader/errors": int(getattr(rb, "errors", 0)),
+            "time/rollout": t1 - t0,
+            "time/reward": t2 - t1,
+        }
+        return ro, stats
+
+    def _logprobs(self, model, ro: Rollout, with_entropy: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """No-grad per-sequence log-probs (and entropies) of the responses, by token-budget micro-batches."""
+        seqs = list(zip(ro.prompt_ids, ro.response_ids))
+        out_lp: list[torch.Tensor] = [None] * len(seqs)  # type: ignore[list-item]
+        out_en: list[torch.Tensor] = [None] * len(seqs)  # type: ignore[list-item]
+        autocast = self.autocast if model is self.model else None
+        with torch.no_grad():
+            for mb in micro_batches([len(p) + len(r) for p, r in seqs], self.cfg.micro_batch_tokens):
+                lp, en = response_logprobs(model, [seqs[i] for i in mb], self.cfg.temperature,
+                                           self.cfg.logprob_chunk_tokens, with_entropy, autocast)
+                for i, a, b in zip(mb, torch.split(lp, [len(seqs[i][1]) for i in mb]),
+                                   torch.split(en, [len(seqs[i][1]) for i in mb])):
+                    out_lp[i], out_en[i] = a, b
+        return out_lp, out_en
+
+    def update(self, step: int, ro: Rollout, advantages: torch.Tensor, ref_lp, old_lp) -> dict:
+        """Mini-batches × PPO epochs of optimizer steps (the paper: exactly one)."""
+        cfg = self.cfg
+        self.model.train()
+        n_seq = len(ro.response_ids)
+        mini = cfg.mini_batch_prompts * cfg.n
+        on_policy = old_lp is None
+        totals = {"pg_loss": 0.0, "entropy": 0.0, "kl": 0.0, "pg_clipfrac": 0.0, "approx_kl": 0.0}
+        norms, n_steps, tok_total = [], 0, 0
+        for _epoch in range(cfg.ppo_epochs):
+            for m0 in range(0, n_seq, mini):
+                idx = list(range(m0, min(m0 + mini, n_seq)))
+                mb_tokens = sum(len(ro.response_ids[i]) for i in idx)
+                self.optimizer.zero_grad(set_to_none=True)
+                lens = [len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx]
+                for mb_local in micro_batches(lens, cfg.micro_batch_tokens):
+                    mb = [idx[k] for k in mb_local]
+                    rl = [len(ro.response_ids[i]) for i in mb]
+                    seqs = [(ro.prompt_ids[i], ro.response_ids[i]) for i in mb]
+                    lp_flat, ent_flat = response_logprobs(self.model, seqs, cfg.temperature,
+                                                          cfg.logprob_chunk_tokens, True, self.autocast)
+                    lp, mask = pad_flat(lp_flat, rl)
+                    ent, _ = pad_flat(ent_flat, rl)
+                    old = lp.detach() if on_policy else pad_flat(torch.cat([old_lp[i] for i in mb]), rl)[0]
+                    inner = cfg.agg if cfg.agg.startswith("seq-") else "token-mean"
+                    adv = advantages[mb].to(lp.device)
+                    pg, clipfrac, akl = algos.policy_loss(lp, old, adv, mask, cfg.clip_low, cfg.clip_high, inner)
+                    ent_loss = algos.agg_loss(ent, mask, inner)
+                    loss = cfg.pg_coef * pg - cfg.entropy_coef * ent_loss
+                    kl_val = torch.zeros(())
+                    if self.ref_model is not None:
+                        ref, _ = pad_flat(torch.cat([ref_lp[i] for i in mb]).to(lp.device), rl)
+                        kl_val = algos.agg_loss(algos.kl_penalty(lp, ref, cfg.kl_type), mask, inner)
+                        loss = loss + cfg.kl_coef * kl_val
+                    for term, v in (("pg_loss", pg), ("entropy", ent_loss), ("kl", kl_val), ("loss", loss)):
+                        if not torch.isfinite(v):
+                            raise TrainingError(f"step {step}: non-finite {term} ({v.item()}); stopping before the "
+                                                "optimizer step, the last checkpoint is intact")
+                    # weight of this micro-batch in the mini-batch mean
+                    w = (sum(rl) / mb_tokens) if cfg.agg == "token-mean" else (len(mb) / len(idx))
+                    (loss * w).backward()
+                    totals["pg_loss"] += pg.item() * w
+                    totals["entropy"] += ent_loss.item() * w
+                    totals["kl"] += float(kl_val) * w
+                    totals["pg_clipfrac"] += clipfrac.item() * w
+                    totals["approx_kl"] += akl.item() * w
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                if not torch.isfinite(grad_norm):
+                    raise TrainingError(f"step {step}: non-finite gradient norm ({grad_norm.item()}); stopping "
+                                        "before the optimizer step, the last checkpoint is intact")
+                self.optimizer.step()
+                norms.append(grad_norm.item())
+                n_steps += 1
+                tok_total += mb_tokens
+        self.scheduler.step()
+        stats = {k: v / max(n_steps, 1) for k, v in totals.items()}
+        stats.update({"grad_norm": float(np.mean(norms)), "lr": self.optimizer.param_groups[0]["lr"],
+                      "optimizer_steps": n_steps})
+        return stats
+
+    # -- checkpoints and resume --------------------------------------------------------------
+    def save_checkpoint(self, step: int) -> None:
+        final = self.out / "checkpoints" / f"step_{step}"
+        tmp = final.with_name(f".step_{step}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_dtype = torch.bfloat16 if self.cfg.save_dtype == "bfloat16" else torch.float32
+        state = {k: v.detach().to(save_dtype).cpu().contiguous() for k, v in self.model.state_dict().items()}
+        old_dtype = self.model.config.dtype
+        self.model.config.dtype = save_dtype  # config.json states the stored dtype
+        self.model.config.use_cache = True
+        try:
+            self.model.save_pretrained(tmp, state_dict=state)
+        finally:
+            self.model.config.dtype = old_dtype
+            self.model.config.use_cache = False
+        self.tokenizer.save_pretrained(tmp)
+        _fsync_dir(tmp)
+        _replace_dir(tmp, final)
+
+    def save_state(self, step: int, metrics_lines: int) -> None:
+        state_dir = self.out / "state"
+        final = state_dir / f"step_{step}"
+        tmp = state_dir / f".step_{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save({
+            "step": step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "metrics_lines": metrics_lines,
+            "config": self.cfg.to_dict(),
+        }, tmp / "trainer.pt")
+        _fsync_dir(tmp)
+        _replace_dir(tmp, final)
+        for old in state_dir.glob("step_*"):  # keep only the newest complete state
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def try_resume(self) -> int:
+        state_dir = self.out / "state"
+        if not state_dir.is_dir():
+            return 0
+        for tmp in state_dir.glob(".step_*.tmp"):  # a half-written state from a killed run: never loaded
+            shutil.rmtree(tmp, ignore_errors=True)
+        done = sorted((int(p.name.split("_")[1]), p) for p in state_dir.glob("step_*") if (p / "trainer.pt").is_file())
+        if not done:
+            return 0
+        step, path = done[-1]
+        blob = torch.load(path / "trainer.pt", map_location=self.device, weights_only=False)
+        self.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["rng"]["torch"])
+        np.random.set_state(blob["rng"]["numpy"])
+        random.setstate(blob["rng"]["python"])
+        metrics = self.out / "metrics.jsonl"
+        if metrics.exists():  # drop lines of steps after the state (they are recomputed identically)
+            lines = metrics.read_text().splitlines()[: blob["metrics_lines"]]
+            _atomic_write_text(metrics, "".join(line + "\n" for line in lines))
+        return step
+
+    # -- the loop ----------------------------------------------------------------------------
+    def train(self) -> dict:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
+        self.setup()
+        start = self.try_resume()
+        metrics_path = self.out / "metrics.jsonl"
+        n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() and start > 0 else 0
+        if start == 0:
+            metrics_path.write_text("")
+            if cfg.save_step0:
+                self.save_checkpoint(0)
+        self.engine = self._make_engine()
+        writer = _tensorboard(self.out / "tb") if cfg.tensorboard else None
+        bar = _progress(cfg.total_steps, start, cfg.progress)
+        saved = sorted(int(p.name.split("_")[1]) for p in (self.out / "checkpoints").glob("step_*"))
+        last: dict = {}
+        try:
+            for step in range(start + 1, cfg.total_steps + 1):
+                t_step = time.perf_counter()
+                if cfg.engine == "vllm":
+                    t = time.perf_counter()
+                    self.engine.sync_weights(self.model)
+                    sync_s = time.perf_counter() - t
+                else:
+                    sync_s = 0.0
+                epoch, positions = self.sampler.batch(step - 1)
+                batch_rows = [self.rows[i] for i in positions]
+                ro, stats = self.rollout(step, batch_rows)
+                adv = algos.grpo_advantages(ro.scores, ro.group_ids, cfg.adv_eps, cfg.norm_adv_by_std)
+                t = time.perf_counter()
+                ref_lp = self._logprobs(self.ref_model, ro, False)[0] if self.ref_model is not None else None
+                multi = cfg.ppo_epochs > 1 or cfg.mini_batch_prompts < cfg.train_batch_size
+                old_lp = self._logprobs(self.model, ro, False)[0] if multi else None
+                t_lp = time.perf_counter() - t
+                t = time.perf_counter()
+                upd = self.update(step, ro, adv, ref_lp, old_lp)
+                t_up = time.perf_counter() - t
+                rec = {"step": step, "epoch": epoch, **stats, **upd,
+                       "prompts/dropped_overlong": self.dropped,
+                       "time/sync": sync_s, "time/logprob": t_lp, "time/update": t_up,
+                       "time/step": time.perf_counter() - t_step}
+                with open(metrics_path, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                n_lines += 1
+                if writer is not None:
+                    for k, v in rec.items():
+                        if isinstance(v, (int, float)) and not isinstance(v, bool):
+                            writer.add_scalar(k, v, step)
+                if step % cfg.save_freq == 0 or step == cfg.total_steps:
+                    self.save_checkpoint(step)
+                    saved.append(step)
+                    self.save_state(step, n_lines)
+                last = rec
+                bar.set_postfix(reward=f"{rec['reward/mean']:.3f}", len=f"{rec['response_length/mean']:.0f}")
+                bar.update(1)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+            if hasattr(self.reward_fn, "close"):
+                self.reward_fn.close()
+        _atomic_write_text(self.out / "done.json",
+                           json.dumps({"steps": sorted(set(saved)), "final_step": cfg.total_steps}, indent=1))
+        return last
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a fully written directory into place; the previous version is removed only afterwards."""
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _accuracy_by_index(index: list[int], scores: list[float], n: int) -> dict[str, float]:
+    """verl 0.2's per-example training accuracy: (int(sum of scores) // (count / n)) / n, keyed by index."""
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for i, s in zip(index, scores):
+        sums[i] = sums.get(i, 0.0) + s
+        counts[i] = counts.get(i, 0) + 1
+    return {str(i): (int(sums[i]) // (counts[i] // n)) / n for i in sums}
+
+
+def _yaml_dump(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: JSONL metrics still written
+        return None
+    return SummaryWriter(str(path))
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="GRPO", unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+def train(cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None) -> dict:
+    """Run (or resume) GRPO training; returns the last step's metrics."""
+    if cfg.deepspeed:
+        raise RlvrError("config key 'deepspeed': the DeepSpeed path is not available in this version; "
+                        "set deepspeed: false")
+    return GRPOTrainer(cfg, out, reward_fn).train()
+
+
+__all__ = ["GRPOTrainer", "train", "response_logprobs", "micro_batches", "pad_flat"]
