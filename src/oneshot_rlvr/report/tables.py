@@ -249,8 +249,8 @@ def build_table(
 def resolve_main_model(metrics: pd.DataFrame, requested: str | None) -> str:
     """The model key standing in for the paper's Qwen2.5-Math-1.5B rows.
 
-    Explicit --model wins; else Qwen2.5-Math-1.5B if present; else the only model in the table
-    (a miniature config); an empty table keeps the paper's key.
+    Explicit --model wins; else Qwen2.5-Math-1.5B if present; else the model with the most runs
+    (a miniature config's main model; ties -> alphabetical); an empty table keeps the paper's key.
     """
     models = sorted(metrics["model"].unique().tolist())
     if requested:
@@ -259,9 +259,5 @@ def resolve_main_model(metrics: pd.DataFrame, requested: str | None) -> str:
         return requested
     if PAPER_MAIN_MODEL in models or not models:
         return PAPER_MAIN_MODEL
-    if len(models) == 1:
-        return models[0]
-    raise ConfigError(
-        f"--model: the metrics table has several models ({', '.join(models)}) and none is "
-        f"{PAPER_MAIN_MODEL}; say which one stands in for it"
-    )
+    runs = metrics.groupby("model")["run"].nunique()
+    return sorted(models, key=lambda m: (-int(runs[m]), m))[0]
