@@ -85,8 +85,16 @@ class Plan:
     def run_dir(self, model: str, run: str) -> str:
         return f"{self.results}/runs/{model}/{run}"
 
-    def eval_marker(self, model: str, run: str, step: int) -> str:
-        return f"{self.run_dir(model, run)}/eval/step_{step}/evaluated.json"
+    def eval_chunks(self, model: str, run: str) -> list[list[int]]:
+        """The run's evaluated steps in groups of `evaluation.steps_per_job`: one evaluate job each."""
+        steps, n = self.run(model, run).steps, self.cfg["evaluation"]["steps_per_job"]
+        return [steps[i:i + n] for i in range(0, len(steps), n)]
+
+    def eval_marker(self, model: str, run: str, chunk: int) -> str:
+        return f"{self.run_dir(model, run)}/eval/chunk_{chunk}.json"
+
+    def eval_markers(self, model: str, run: str) -> list[str]:
+        return [self.eval_marker(model, run, i) for i in range(len(self.eval_chunks(model, run)))]
 
     def model_path(self, model: str) -> str:
         return self.cfg["models"][model]["path"]
@@ -114,7 +122,8 @@ class Plan:
     def resources(self, model: str, kind: str) -> dict[str, int]:
         out = dict(DEFAULT_RESOURCES[kind])
         out.update(self.cfg.get("resources", {}).get(kind, {}))
-        out.update(self.cfg["models"][model].get("resources", {}).get(kind, {}))
+        if kind == "train":  # evaluation resources are global (static in the rule, for planning speed)
+            out.update(self.cfg["models"][model].get("resources", {}).get(kind, {}))
         return out
 
     def score_run(self) -> RunPlan | None:
@@ -148,8 +157,9 @@ class Plan:
     def evaluate_args(self, model: str, run: str) -> list[str]:
         m, ev = self.cfg["models"][model], self.cfg["evaluation"]
         args = ["--benchmarks", ",".join(self.run(model, run).benchmarks),
-                "--prompt-type", m["prompt_type"],
-                "--max-tokens", str(m.get("eval_max_tokens") or m["max_response_length"])]
+                "--prompt", m["prompt_type"],
+                "--max-new-tokens", str(m.get("eval_max_tokens") or m["max_response_length"]),
+                "--engine", ev["engine"]]
         if ev.get("limit"):
             args += ["--limit", str(ev["limit"])]
         return args

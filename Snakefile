@@ -1,0 +1,32 @@
+# One-shot RLVR (arXiv 2504.20571): data selection -> training -> evaluation -> tables/figures.
+# Usage: snakemake --configfile config/demo.yaml --cores 2   (docs/pipeline.md)
+# Results: results/<config name>/{data/, runs/<model>/<run>/{RUN.yaml,train/,eval/step_<k>/,best.json},
+#          metrics.csv, experiments/<E>/metrics.csv, tables/, figures/}
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+
+
+# tables and figures come from another file; it may define REPORT_TARGETS (a list of paths)
+if os.path.exists(os.path.join(workflow.basedir, "workflow/rules/report.smk")):
+
+    include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"results/{NAME}/metrics.csv",
+        expand("results/{name}/experiments/{experiment}/metrics.csv", name=NAME, experiment=config["experiments"]),
+        globals().get("REPORT_TARGETS", []),

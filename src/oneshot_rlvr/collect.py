@@ -1,0 +1,123 @@
+"""Collect a results tree into the long table of docs/contracts.md (`results/<config>/metrics.csv`).
+
+Columns `model, run, step, benchmark, grader, metric, value`:
+- evaluation rows from `runs/<model>/<run>/eval/step_<k>/<bench>/summary.json` (accuracy and
+  pass_at_k per grader, accuracy/<subject> per grader, grader-independent boxed_ratio,
+  reflection_ratio, mean_response_length with grader "");
+- training rows from `runs/<model>/<run>/train/metrics.jsonl` (benchmark "train", grader "", every
+  numeric key of each step's record).
+Partial trees are fine: whatever exists is collected. A malformed file is an error naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+from oneshot_rlvr.errors import DataError
+
+COLUMNS = ["model", "run", "step", "benchmark", "grader", "metric", "value"]
+GRADER_FREE = ("boxed_ratio", "reflection_ratio", "mean_response_length")
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def summary_rows(model: str, run: str, step: int, bench: str, summary: dict, where: str) -> list[dict]:
+    if not isinstance(summary, dict):
+        raise DataError(f"{where}: expected a JSON object")
+    rows = []
+
+    def add(grader, metric, value):
+        rows.append({"model": model, "run": run, "step": step, "benchmark": bench, "grader": grader,
+                     "metric": metric, "value": float(value)})
+
+    acc = summary.get("accuracy")
+    if not isinstance(acc, dict) or not acc:
+        raise DataError(f"{where}: 'accuracy' must be a mapping grader -> percent")
+    for key in ("accuracy", "pass_at_k"):
+        for grader, v in (summary.get(key) or {}).items():
+            if not _number(v):
+                raise DataError(f"{where}: {key}.{grader} is not a number: {v!r}")
+            add(grader, key, v)
+    for grader, subjects in (summary.get("accuracy_by_subject") or {}).items():
+        if not isinstance(subjects, dict):
+            raise DataError(f"{where}: accuracy_by_subject.{grader} must be a mapping subject -> percent")
+        for subject, v in subjects.items():
+            if _number(v):
+                add(grader, f"accuracy/{subject}", v)
+    for key in GRADER_FREE:
+        if _number(summary.get(key)):
+            add("", key, summary[key])
+    return rows
+
+
+def train_rows(model: str, run: str, metrics_path: Path) -> list[dict]:
+    rows = []
+    with metrics_path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise DataError(f"{metrics_path}: line {lineno} is not valid JSON; truncated file?") from None
+            step = rec.get("step")
+            if not isinstance(step, int) or isinstance(step, bool):
+                raise DataError(f"{metrics_path}: line {lineno} has no integer 'step'")
+            for key, v in rec.items():
+                if key != "step" and _number(v):
+                    rows.append({"model": model, "run": run, "step": step, "benchmark": "train", "grader": "",
+                                 "metric": key, "value": float(v)})
+    return rows
+
+
+def collect(results_dir: str | Path, runs: list[tuple[str, str]] | None = None) -> list[dict]:
+    """All rows of a results tree (`results/<config>`), optionally only the (model, run) pairs given."""
+    root = Path(results_dir) / "runs"
+    wanted = set(runs) if runs is not None else None
+    rows: list[dict] = []
+    if not root.is_dir():
+        return rows
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for run_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
+            model, run = model_dir.name, run_dir.name
+            if wanted is not None and (model, run) not in wanted:
+                continue
+            eval_dir = run_dir / "eval"
+            if eval_dir.is_dir():
+                for step_dir in sorted(eval_dir.iterdir()):
+                    m = _STEP_DIR.match(step_dir.name)
+                    if not m or not step_dir.is_dir():
+                        continue
+                    for bench_dir in sorted(p for p in step_dir.iterdir() if p.is_dir()):
+                        f = bench_dir / "summary.json"
+                        if not f.is_file():
+                            continue
+                        try:
+                            summary = json.loads(f.read_text())
+                        except json.JSONDecodeError as exc:
+                            raise DataError(f"{f}: not valid JSON ({exc.msg})") from None
+                        rows += summary_rows(model, run, int(m.group(1)), bench_dir.name, summary, str(f))
+            metrics = run_dir / "train" / "metrics.jsonl"
+            if metrics.is_file():
+                rows += train_rows(model, run, metrics)
+    rows.sort(key=lambda r: (r["model"], r["run"], r["step"], r["benchmark"], r["grader"], r["metric"]))
+    return rows
+
+
+def write_table(rows: list[dict], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "value": repr(r["value"])})
+    tmp.replace(path)

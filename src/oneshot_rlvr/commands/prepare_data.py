@@ -1,0 +1,25 @@
+"""`rlvr prepare-data`: validate a verl-format JSONL (pool or full training set) and copy it into results."""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--input", required=True, help="verl-format JSONL (prompt, reward_model.ground_truth, extra_info.index)")
+    p.add_argument("--out", required=True, help="where to copy it (results/<config>/data/sources/<name>.jsonl)")
+
+
+def run(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from oneshot_rlvr.trainset import read_rows, validate_rows
+
+    rows = read_rows(args.input)
+    validate_rows(rows, args.input)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.copyfile(args.input, tmp)  # byte copy: the rows stay exactly as shipped
+    tmp.replace(out)
+    print(f"{len(rows)} rows validated -> {out}")
+    return 0

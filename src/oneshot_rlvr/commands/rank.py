@@ -1,0 +1,21 @@
+"""`rlvr rank`: historical-variance ranking pi_1 ... pi_N of the pool (paper Eq. 1-2) as a CSV."""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--history", required=True, help="index -> accuracy list (from `rlvr score-pool`)")
+    p.add_argument("--pool", default=None, help="pool JSONL, to add each example's ground truth to the CSV")
+    p.add_argument("--out", required=True, help="ranking CSV (columns as resources/selection/hvs_ranking_*.csv)")
+
+
+def run(args) -> int:
+    from oneshot_rlvr.selection import load_history, rank_examples, write_ranking
+    from oneshot_rlvr.trainset import ground_truth, read_rows
+
+    ranking = rank_examples(load_history(args.history))
+    labels = {r["extra_info"]["index"]: ground_truth(r) for r in read_rows(args.pool)} if args.pool else None
+    write_ranking(ranking, args.out, labels)
+    top = ", ".join(f"pi{e.pi_rank}={e.index}" for e in ranking[:3])
+    print(f"ranked {len(ranking)} examples ({top}, ...) -> {args.out}")
+    return 0

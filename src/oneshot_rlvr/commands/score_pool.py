@@ -1,0 +1,38 @@
+"""`rlvr score-pool`: the per-example accuracy history of the pool (acc_step_500.json format).
+
+Either the authors' shipped history (`--history`) or our own run's `metrics.jsonl` (`--metrics`,
+`acc/by_index` per step, up to `--up-to-step`). Keys must be indices of the pool.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--history", help="index -> list of per-epoch accuracies (the paper's acc_step_500.json)")
+    src.add_argument("--metrics", help="metrics.jsonl of a full-set `rlvr train` run")
+    p.add_argument("--up-to-step", type=int, default=None, help="with --metrics: only steps <= this")
+    p.add_argument("--pool", required=True, help="the pool JSONL; every history key must be one of its indices")
+    p.add_argument("--out", required=True, help="history JSON to write")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from oneshot_rlvr.errors import DataError
+    from oneshot_rlvr.selection import history_from_metrics, load_history
+    from oneshot_rlvr.trainset import read_rows
+
+    history = load_history(args.history) if args.history else history_from_metrics(args.metrics, args.up_to_step)
+    pool_index = {r.get("extra_info", {}).get("index") for r in read_rows(args.pool)}
+    missing = [k for k in history if int(k) not in pool_index]
+    if missing:
+        raise DataError(f"{args.history or args.metrics}: index {missing[0]} is not in the pool {args.pool}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(history, indent=1))  # key order kept: it breaks ranking ties
+    tmp.replace(out)
+    print(f"history of {len(history)} pool examples -> {out}")
+    return 0
