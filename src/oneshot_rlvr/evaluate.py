@@ -246,17 +246,10 @@ def summary_path(out_dir: Path | str, benchmark: str) -> Path:
 # --------------------------------------------------------------------------- grading
 
 
-def _grade(responses: list[str], golds: list[str], grader: str, benchmark: str, kind: str, pool):
-    """[(correct, status, extracted)] per response, for one grader."""
-    if kind == "choice":
-        # ARC: the boxed (or otherwise stated) letter against the answer key, for every grader
-        from oneshot_rlvr.grading import extract_choice
-
-        out = []
-        for r, g in zip(responses, golds):
-            letter = extract_choice(r)
-            out.append((letter == g, "ok" if letter is not None else "no_answer", letter))
-        return out
+def _grade(responses: list[str], golds: list[str], grader: str, benchmark: str, pool):
+    """[(correct, status, extracted)] per response, for one grader. The pool grades in separate
+    processes with a hard per-item timeout; for ARC (a "choice" benchmark) every grader compares
+    the committed letter (`grading.extract_choice`) with the answer key."""
     results = pool.grade_many_detailed(responses, golds, grader, benchmark=benchmark)
     return [(bool(x.correct), str(x.status), x.extracted) for x in results]
 
@@ -283,7 +276,6 @@ def evaluate_benchmark(
 ) -> dict:
     from oneshot_rlvr.rollout import SamplingConfig
 
-    spec = get_spec(benchmark)
     problems: list[Problem] = load_benchmark(benchmark, limit=opts.limit)
     dec = decoding_for(benchmark, opts)
     prompts = [build_prompt(p.question, opts.prompt_type) for p in problems]
@@ -338,7 +330,7 @@ def evaluate_benchmark(
         for g in opts.graders:
             for start in range(0, len(rows), step):
                 verdicts[g].extend(
-                    _grade(responses[start:start + step], golds[start:start + step], g, benchmark, spec.kind, pool)
+                    _grade(responses[start:start + step], golds[start:start + step], g, benchmark, pool)
                 )
                 bar.update(len(responses[start:start + step]))
     for i, r in enumerate(rows):
@@ -410,12 +402,7 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
 
     from oneshot_rlvr.grading import GraderPool
 
-    pool = GraderPool(workers=opts.grader_workers, timeout=opts.grader_timeout)
-    try:
+    with GraderPool(workers=opts.grader_workers, timeout=opts.grader_timeout) as pool:
         for b in pending:
             results[b] = evaluate_benchmark(engine, tokenizer, model, b, out_dir, opts, pool, stop, stop_ids)
-    finally:
-        close = getattr(pool, "close", None)
-        if close is not None:
-            close()
     return {b: results[b] for b in benchmarks}
