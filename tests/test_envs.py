@@ -68,6 +68,9 @@ def _parse(path: Path) -> tuple[dict[str, str], dict[str, str], list[str]]:
                 problems.append(f"{path.name}: conda dependency {dep!r} is not pinned as name ==version")
                 continue
             conda[_norm(m["name"])] = m["version"]
+    # conda's `==3.11` means exactly 3.11.0 (MatchSpec), not "some 3.11": name the patch release.
+    if "python" in conda and not re.fullmatch(r"\d+\.\d+\.\d+", conda["python"]):
+        problems.append(f"{path.name}: pin python to a full X.Y.Z release (==3.11 means 3.11.0 to conda)")
     if pip_sections > 1:
         problems.append(f"{path.name}: more than one pip: section")
     if pip_sections and "pip" not in conda:
