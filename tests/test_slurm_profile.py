@@ -187,6 +187,10 @@ def _slurm_running() -> str | None:
         return "sinfo timed out: slurmctld is not answering"
     if r.returncode != 0 or not ({"idle", "mixed", "allocated"} & set(r.stdout.split())):
         return f"local Slurm node not usable: sinfo says {r.stdout.strip() or r.stderr.strip()!r}"
+    gres = subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True, timeout=10).stdout
+    m = re.search(r"gpu:fakegpu:(\d+)", gres)
+    if not m or int(m.group(1)) < 8:
+        return f"local Slurm has {gres.strip()!r}, the tests need gpu:fakegpu:8 (ONESHOT_SLURM_GPUS>=8)"
     return None
 
 

@@ -54,7 +54,7 @@ done
 if [ -n "$missing" ]; then
     log "installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt-get update -qq || die "apt-get update failed"
     # postinst scripts try to start services; without systemd that fails harmlessly, but keep
     # them from starting anything with a policy-rc.d for the duration of the install.
     policy_added=0
@@ -62,7 +62,9 @@ if [ -n "$missing" ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
         policy_added=1
     fi
-    apt-get install -y -qq --no-install-recommends $missing >"$(mktemp /tmp/slurm-apt.XXXXXX.log)"
+    apt_log=$(mktemp /tmp/slurm-apt.XXXXXX.log)
+    apt-get install -y -qq --no-install-recommends $missing >"$apt_log" 2>&1 || {
+        tail -20 "$apt_log" >&2; die "apt-get install failed (log: $apt_log)"; }
     [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 for b in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct; do
