@@ -63,9 +63,10 @@ if [ -n "$missing" ]; then
         policy_added=1
     fi
     apt_log=$(mktemp /tmp/slurm-apt.XXXXXX.log)
-    apt-get install -y -qq --no-install-recommends $missing >"$apt_log" 2>&1 || {
-        tail -20 "$apt_log" >&2; die "apt-get install failed (log: $apt_log)"; }
-    [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    apt_rc=0
+    apt-get install -y -qq --no-install-recommends $missing >"$apt_log" 2>&1 || apt_rc=$?
+    if [ "$policy_added" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    [ "$apt_rc" = 0 ] || { tail -20 "$apt_log" >&2; die "apt-get install failed (log: $apt_log)"; }
 fi
 for b in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct; do
     command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || die "$b not found after install"
