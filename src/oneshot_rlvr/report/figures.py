@@ -45,7 +45,15 @@ _STYLES = ("-", "--", ":")
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "legend.fontsize": 8.5, "axes.grid": True, "grid.alpha": 0.3})
 
 
-def _no_data(ax, message: str = NO_DATA) -> None:
+def _marker(series: pd.Series, marker: str) -> str | None:
+    """Markers only on sparse curves (a few evaluated checkpoints); dense curves stay clean lines."""
+    return marker if len(series) <= 25 else None
+
+
+def _no_data(ax, message: str = NO_DATA, hide_ticks: bool = True) -> None:
+    if hide_ticks:  # an empty 0..1 axis would look like data
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.text(
         0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=13, color="0.35",
         bbox={"boxstyle": "round,pad=0.6", "facecolor": "0.95", "edgecolor": "0.7"},
@@ -115,7 +123,7 @@ def fig1(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path
     fig.legend(handles, names, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.93), frameon=False)
     if not any_ours:
         for ax in axes:
-            _no_data(ax, NO_DATA + " (paper's bars only)")
+            _no_data(ax, NO_DATA + " (paper's bars only)", hide_ticks=False)
     fig.suptitle("Fig. 1: training set vs accuracy at the best-average checkpoint", fontsize=12)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     return _save(fig, out, "fig1")
@@ -135,17 +143,20 @@ def fig2(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path
             drawn = True
         if "math500" in v.accuracy.columns:
             s = v.accuracy["math500"].dropna()
-            ax.plot(s.index, s.values, "o-", ms=3, color=_COLORS[0], lw=1.4, label="test: MATH500")
+            ax.plot(s.index, s.values, "-", marker=_marker(s, "o"), ms=3, color=_COLORS[0], lw=1.4, label="test: MATH500")
             drawn = drawn or not s.empty
         avg = average_by_step(v.accuracy)
         if not avg.empty:
-            ax.plot(avg.index, avg.values, "s-", ms=3, color=_COLORS[3], lw=1.4, label="test: 6-benchmark avg.")
+            ax.plot(avg.index, avg.values, "-", marker=_marker(avg, "s"), ms=3, color=_COLORS[3], lw=1.4,
+                    label="test: 6-benchmark avg.")
             drawn = True
         ax.set_ylim(0, 105)
         if drawn:
             ax.legend(loc="lower right")
         else:
-            _no_data(ax)
+            # y is shared between panels: hiding its ticks here would hide them everywhere
+            _no_data(ax, hide_ticks=False)
+            ax.set_xticks([])
     axes[0].set_ylabel("accuracy (%)")
     fig.suptitle(f"Fig. 2: training vs test accuracy ({model}, grader {grader})", fontsize=12)
     fig.tight_layout()
@@ -174,7 +185,7 @@ def fig4(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path
             s = get(v)
             if not s.empty:
                 # distinct line styles keep overlapping curves visible
-                ax.plot(s.index, s.values, _STYLES[i % 3], marker="o" if len(s) <= 12 else None, ms=3, lw=1.5,
+                ax.plot(s.index, s.values, _STYLES[i % 3], marker=_marker(s, "o"), ms=3, lw=1.5,
                         color=_COLORS[i], label=label)
                 drawn = True
         ax.set_xlabel("training step")
@@ -196,7 +207,7 @@ def fig5(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path
     for i, (run, label, v) in enumerate(_views(metrics, model, FIG5_RUNS, grader)):
         avg = average_by_step(v.accuracy)
         if not avg.empty:
-            ax.plot(avg.index, avg.values, _STYLES[i % 3], marker="o" if len(avg) <= 12 else None, ms=3, lw=1.5,
+            ax.plot(avg.index, avg.values, _STYLES[i % 3], marker=_marker(avg, "o"), ms=3, lw=1.5,
                     color=_COLORS[i],
                     label=f"{label}  [{run}]")
             drawn = True
@@ -244,7 +255,7 @@ def fig6(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path
         ax.set_xlim(-0.5, len(subjects) - 0.5)
         ax.set_yticks([])
         ax.grid(False)
-        _no_data(ax, msg)
+        _no_data(ax, msg, hide_ticks=False)
     else:
         lim = max(1.0, float(np.nanmax(np.abs(data))))
         im = ax.imshow(data, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
