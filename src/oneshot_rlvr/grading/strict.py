@@ -5,7 +5,7 @@ Steps:
   1. Answer text: after the last `</think>` (an unterminated `<think>` earns 0).
   2. Final answer: the last complete box (`\\boxed{}`, `\\fbox{}`, `\\boxed 5`), merged with boxes just
      before it that are separated only by commas/"and"/"or" (a multi-part answer). No box: math-verify's
-     own anchors ("final answer is", "answer:", last latex/number) on the last 4,000 characters.
+     own anchors ("final answer is", "answer:", last latex/number) on the last 500 characters.
   3. Hedges are wrong: "7 \\text{ or } 8", enumerations with \\ldots (unless the gold has one).
   4. Pre-normalisation of both sides: unicode (NFKC; √ π ∞ ≤ ≥ ° ² ½, minus signs) to LaTeX, NBSP/ZWSP/
      thin spaces and `\\,`/`{,}` inside numbers dropped, trailing "." dropped, `XeY` scientific notation
@@ -24,12 +24,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from fractions import Fraction
+from functools import lru_cache
 
 from .extract import extract_choice, final_boxed_group, sanitize_text, split_think
 
 __all__ = ["grade_math_verify", "normalize_answer_text"]
 
-_FALLBACK_TAIL = 4000
+_FALLBACK_TAIL = 500
 
 _CHAR_MAP = {
     "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2010": "-", "\u2011": "-",
@@ -117,6 +118,7 @@ _WRAPPERS = re.compile(r"\\(?:left|right|displaystyle|mathrm|textstyle)\b|\\!|\$
 _NUM = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[-+]?\.\d+"
 _RE_NUM = re.compile(rf"^(?P<n>{_NUM})(?P<pct>\\?%)?$")
 _RE_FRAC = re.compile(r"^(?P<s>-?)\\[dtc]?frac\{(?P<a>-?\d+)\}\{(?P<b>-?\d+)\}(?P<pct>\\?%)?$")
+_RE_MIXED = re.compile(r"^(?P<s>-?)(?P<w>\d+)\\[dt]?frac\{(?P<a>\d+)\}\{(?P<b>\d+)\}$")
 _RE_SLASH = re.compile(r"^(?P<a>-?\d+)/(?P<b>\d+)$")
 _RE_SCI = re.compile(
     r"^(?P<m>[-+]?\d+(?:\.\d+)?)(?:\\times|\\cdot|\*|x)\{?10\}?\^\{?(?P<e>[-+]?\d+)\}?$"
@@ -154,6 +156,11 @@ def _to_num(s: str) -> _Num | None:
             return None
         v = Fraction(int(m.group("a")), b)
         return _Num(-v if m.group("s") else v, None, pct=bool(m.group("pct")))
+    m = _RE_MIXED.match(s)
+    if m and 0 < int(m.group("a")) < int(m.group("b")):
+        # Mixed number 1\frac{4}{5} = 9/5 (grading policy: mixed numbers are fine).
+        v = int(m.group("w")) + Fraction(int(m.group("a")), int(m.group("b")))
+        return _Num(-v if m.group("s") else v, None)
     m = _RE_SLASH.match(s)
     if m and int(m.group("b")) != 0:
         return _Num(Fraction(int(m.group("a")), int(m.group("b"))), None)
@@ -249,15 +256,121 @@ def _numeric_disagree(g, p) -> bool:
     return abs(gv - pv) > 1e-9 * scale
 
 
+_GOLD_CACHE: dict[str, list] = {}
+_GOLD_CACHE_MAX = 2048
+
+
+def _parse_gold(gold: str) -> list:
+    """math-verify parse of `\\boxed{gold}`, cached: one gold is graded against many rollouts."""
+    hit = _GOLD_CACHE.get(gold)
+    if hit is not None:
+        return hit
+    mvp, _ = _mv()
+    from math_verify import LatexExtractionConfig
+
+    parsed = mvp.parse("\\boxed{" + gold + "}", extraction_config=[LatexExtractionConfig()], parsing_timeout=None)
+    if len(_GOLD_CACHE) >= _GOLD_CACHE_MAX:
+        _GOLD_CACHE.clear()
+    _GOLD_CACHE[gold] = parsed
+    return parsed
+
+
+def _top_level_commas(s: str) -> int:
+    s = re.sub(r"\\(?:left|right)\b", "", s).replace("\\{", "(").replace("\\}", ")").strip()
+    depth, n = 0, 0
+    for c in s:
+        if c in "({[":
+            depth += 1
+        elif c in ")}]":
+            depth -= 1
+        elif c == "," and depth <= (1 if s[:1] in "([" else 0):
+            n += 1
+    return n
+
+
+def _kind(s: str, num) -> str:
+    if "matrix}" in s:
+        return "matrix"
+    if re.fullmatch(r"\\text\{\s*[A-Za-z][A-Za-z ]*\}", s):
+        return "text"
+    if num is not None:
+        return "number"
+    if _top_level_commas(s):
+        return "tuple"
+    return "expr"
+
+
+_INCOMPATIBLE = {
+    frozenset(k) for k in (("number", "tuple"), ("number", "matrix"), ("number", "text"), ("tuple", "text"),
+                           ("matrix", "text"), ("expr", "text"))
+}  # fmt: skip
+
+
+_SIMPLE_EXPR = re.compile(r"(?:[0-9a-zA-Z+\-*/^_{}().\s]|\\(?:d?frac|sqrt|pi|cdot|times|left|right)\b)+")
+_SPLIT_LIST = re.compile(r"^(?P<o>[(\[]?)(?P<body>[^()\[\]]*)(?P<c>[)\]]?)$")
+
+
+def _number_list(s: str):
+    """("(", [Num, ...], ")") for a bracketed/bare comma list of plain numbers, else None."""
+    s = re.sub(r"\\(?:left|right)\b", "", s).replace(" ", "")
+    m = _SPLIT_LIST.match(s)
+    if m is None or "," not in m.group("body") or bool(m.group("o")) != bool(m.group("c")):
+        return None
+    nums = [_to_num(x) for x in m.group("body").split(",")]
+    if any(n is None or n.pct or n.digits_only is not None for n in nums):
+        return None
+    return m.group("o"), [n.value for n in nums], m.group("c")
+
+
+def _compare_number_lists(pred: str, gold: str) -> bool | None:
+    """Exact decision for lists/pairs/intervals of plain numbers; None when undecidable cheaply."""
+    pl, gl = _number_list(pred), _number_list(gold)
+    if pl is None or gl is None:
+        return None
+    if gl[0] or pl[0]:
+        if (pl[0], pl[2]) != (gl[0], gl[2]):
+            return None if not (pl[0] and gl[0]) else False
+        return pl[1] == gl[1]  # pair / interval / tuple: ordered
+    return sorted(pl[1]) == sorted(gl[1])  # bare list of answers: a set
+
+
+def _cheap_mismatch(pred: str, gold: str, pn, gn) -> bool:
+    """Structural/numeric reasons the answers cannot be equal, decided without math-verify."""
+    kp, kg = _kind(pred, pn), _kind(gold, gn)
+    if kp != kg and frozenset((kp, kg)) in _INCOMPATIBLE:
+        return True
+    if kp == kg == "text":
+        return True  # equal texts were caught by the string fast path
+    if kp == kg == "tuple" and not re.search(r"\\pm|\\mp|\\cup|\\cap|\\ldots|\\dots", pred + gold):
+        if _top_level_commas(pred) != _top_level_commas(gold):
+            return True
+    if kp == "expr" and kg == "tuple" and _SIMPLE_EXPR.fullmatch(pred) and "," not in pred:
+        return True  # a single plain expression cannot be a list, pair or interval
+    if kp == "number" and kg == "expr" and not pn.pct and pn.digits_only is None:
+        import sympy
+
+        try:
+            ge = _first_sympy(_parse_gold(gold))
+            if isinstance(ge, sympy.Expr) and ge.free_symbols and not isinstance(ge, sympy.Symbol):
+                return True  # a number is not a polynomial / function of x
+            if isinstance(ge, sympy.Expr) and not ge.free_symbols:
+                gv = complex(sympy.N(ge, 20))
+                pv = float(pn.value)
+                if abs(gv - pv) > 1e-6 * max(1.0, abs(gv)):
+                    return True
+        except (TypeError, ValueError, ArithmeticError, OverflowError):
+            pass
+    return False
+
+
 def _mv_equal(pred_variants: list[str], gold_variants: list[str], *, boxed: bool) -> tuple[bool, str | None]:
     mvp, mvg = _mv()
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
 
-    gold_cfg = [LatexExtractionConfig()]
     pred_cfg = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     golds = []
     for gv in gold_variants:
-        golds.extend(mvp.parse("\\boxed{" + gv + "}", extraction_config=gold_cfg, parsing_timeout=None))
+        golds.extend(_parse_gold(gv))
     if not golds:
         return False, None
     extracted = None
@@ -276,6 +389,113 @@ def _mv_equal(pred_variants: list[str], gold_variants: list[str], *, boxed: bool
 
 
 _HEDGE = re.compile(r"\\text\{\s*or\s*\}|\s\bor\b\s|\\(?:l|c)?dots\b|\\ldots|\.\.\.")
+
+
+def _letters_outside_commands(s: str) -> bool:
+    """True if the answer mentions a variable (or i/e): letters left after dropping \\commands and
+    \\text{...}. Cheap test used to reject plain-number answers without parsing the gold."""
+    s = re.sub(r"\\(?:text|mathrm|mbox|textbf)\{[^{}]*\}", "", s)
+    s = re.sub(r"\\[A-Za-z]+", "", s)
+    return re.search(r"[A-Za-z]", s) is not None
+
+
+_SIMPLE_LATEX = re.compile(r"(?:[0-9+\-*/^{}()\[\].\s]|\\(?:d?t?frac|sqrt|pi|cdot|times|left|right)\b)+")
+
+
+def _latex_to_plain(s: str) -> str | None:
+    """Constant LaTeX (digits, + - * /, \\frac, \\sqrt, \\sqrt[n], \\pi, ^{}) to safe_parse text; else None."""
+    if not _SIMPLE_LATEX.fullmatch(s) or len(s) > 200:
+        return None
+    s = re.sub(r"\\(?:left|right)\b", "", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\cdot", "*").replace("\\times", "*").replace("\\pi", " pi ")
+    for _ in range(20):
+        s2 = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", s)
+        s2 = re.sub(r"\\sqrt\[([^\[\]{}]*)\]\{([^{}]*)\}", r"((\2)^(1/(\1)))", s2)
+        s2 = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", s2)
+        s2 = re.sub(r"\^\{([^{}]*)\}", r"^(\1)", s2)
+        if s2 == s:
+            break
+        s = s2
+    s = re.sub(r"\\frac(\d)(\d)", r"(\1/\2)", s).replace("\\sqrt", "sqrt")
+    if "\\" in s or "{" in s or "}" in s or "[" in s:
+        return None
+    return s
+
+
+def _compare_constants(pred: str, gold: str) -> bool | None:
+    """Both sides constant LaTeX: decide by exact-ish numeric comparison (30 digits) without antlr.
+    None when either side is not simple enough (then math-verify decides)."""
+    a, b = _latex_to_plain(pred), _latex_to_plain(gold)
+    if a is None or b is None:
+        return None
+    import sympy
+
+    from .safe_sympy import SafeParseError, safe_parse
+
+    try:
+        pe, ge = safe_parse(a), safe_parse(b)
+        if pe.free_symbols or ge.free_symbols:
+            return None
+        pv, gv = complex(sympy.N(pe, 40)), complex(sympy.N(ge, 40))
+    except (SafeParseError, TypeError, ValueError, ArithmeticError, OverflowError, RecursionError):
+        return None
+    scale = max(abs(pv), abs(gv))
+    if scale != scale or scale == float("inf"):
+        return None
+    if abs(pv - gv) > 1e-9 * scale:
+        return False
+    if pe.has(sympy.Float) or ge.has(sympy.Float):
+        return None  # decimals involved: let math-verify and the Float rules decide
+    return sympy.N(pe - ge, 50) == 0 or abs(complex(sympy.N(pe - ge, 50))) <= 1e-40 * max(scale, 1e-300)
+
+
+@lru_cache(maxsize=8192)
+def _compare_answer(pred: str, gold: str, benchmark: str | None) -> bool:
+    """Compare one normalised final answer with the normalised gold (cached: GRPO rollouts of one
+    prompt repeat the same final answers)."""
+    if not pred:
+        return False
+    if _HEDGE.search(pred) and not _HEDGE.search(gold):
+        return False
+    if _canon_string(pred) == _canon_string(gold):
+        return True
+    pn, gn = _to_num(pred), _to_num(gold)
+    if pn is not None and gn is not None:
+        return _compare_numbers(pn, gn, benchmark == "minerva_math" or gn.sci)
+    if pn is None and "=" not in gold:
+        # Assignment unwrapping ("x = 5" is 5), cheaply, before anything expensive.
+        unwrapped = re.sub(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*", "", pred)
+        if unwrapped != pred and "=" not in unwrapped:
+            pn2 = _to_num(unwrapped)
+            if pn2 is not None and gn is not None:
+                return _compare_numbers(pn2, gn, benchmark == "minerva_math" or gn.sci)
+    if gn is None and "=" not in pred:
+        g_unwrapped = re.sub(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*", "", gold)
+        if g_unwrapped != gold and "=" not in g_unwrapped:
+            gn2 = _to_num(g_unwrapped)
+            p_num = pn or _to_num(re.sub(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*", "", pred))
+            if gn2 is not None and p_num is not None:
+                return _compare_numbers(p_num, gn2, benchmark == "minerva_math" or gn2.sci)
+    decided = _compare_number_lists(pred, gold)
+    if decided is not None:
+        return decided
+    if "=" in gold and "=" not in pred and _kind(pred, pn) == "tuple" and _top_level_commas(gold) == 0:
+        return False  # a list/pair is not an equation
+    decided = _compare_constants(pred, gold)
+    if decided is not None:
+        return decided
+    if pn is not None and gn is None and "=" not in gold and _kind(gold, None) == "expr" and _letters_outside_commands(gold):
+        return False  # a plain number never equals an expression in x (or a complex number)
+    if _cheap_mismatch(pred, gold, pn, gn):
+        return False
+    pred_variants = [pred]
+    gold_variants = [gold]
+    if re.search(r"\\?%$", gold):
+        gold_variants.append(re.sub(r"\\?%$", "", gold))
+    if re.search(r"\\?%$", pred):
+        pred_variants.append(re.sub(r"\\?%$", "", pred))
+    ok, _ = _mv_equal(pred_variants, gold_variants, boxed=True)
+    return ok
 
 
 def grade_math_verify(response: str, gold, benchmark: str | None = None) -> tuple[bool, str | None]:
@@ -303,26 +523,17 @@ def grade_math_verify(response: str, gold, benchmark: str | None = None) -> tupl
             if g not in seen:
                 seen.append(g)
         pred = ", ".join(seen)
-        if not pred:
-            return False, ""
-        if _HEDGE.search(pred) and not _HEDGE.search(gold):
-            return False, pred
-        if _canon_string(pred) == _canon_string(gold):
-            return True, pred
-        pn, gn = _to_num(pred), _to_num(gold)
-        if pn is not None and gn is not None:
-            tolerant = benchmark == "minerva_math" or gn.sci
-            return _compare_numbers(pn, gn, tolerant), pred
-        pred_variants = [pred]
-        gold_variants = [gold]
-        if re.search(r"\\?%$", gold):
-            gold_variants.append(re.sub(r"\\?%$", "", gold))
-        if re.search(r"\\?%$", pred):
-            pred_variants.append(re.sub(r"\\?%$", "", pred))
-        ok, _ = _mv_equal(pred_variants, gold_variants, boxed=True)
-        return ok, pred
+        return _compare_answer(pred, gold, benchmark), pred
 
-    # No box: math-verify's anchored extraction over the end of the response.
+    # No box: math-verify's anchored extraction ("final answer is", "answer:", last latex/number)
+    # over the end of the response; the extracted string then goes through the same comparison.
+    mvp, _ = _mv()
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
     tail = normalize_answer_text(body[-_FALLBACK_TAIL:])
-    gold_variants = [gold] + ([re.sub(r"\\?%$", "", gold)] if re.search(r"\\?%$", gold) else [])
-    return _mv_equal([tail], gold_variants, boxed=False)
+    parsed = mvp.parse(tail, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=None)
+    raw = next((x for x in reversed(parsed) if isinstance(x, str)), None)
+    if not raw:
+        return False, None
+    pred = _canon_numbers(normalize_answer_text(raw.strip().strip("$")))
+    return _compare_answer(pred, gold, benchmark), pred

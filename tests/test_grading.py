@@ -1,0 +1,263 @@
+"""Tests for oneshot_rlvr.grading: extraction, the three graders' documented semantics, the labelled set."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import pytest
+
+from oneshot_rlvr import RESOURCES
+from oneshot_rlvr.errors import ConfigError
+from oneshot_rlvr.grading import GraderPool, extract_boxed_last, extract_choice, has_boxed
+from oneshot_rlvr.grading.deepscaler import grade_deepscaler
+from oneshot_rlvr.grading.qwen import grade_qwen, qwen_math_equal, qwen_strip_string
+
+CASES_PATH = Path(__file__).parent / "data" / "grading_cases.jsonl"
+CASES = [json.loads(x) for x in CASES_PATH.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with GraderPool(workers=2, timeout=3.0) as p:
+        p.wait_ready()
+        yield p
+
+
+def run_cases(pool, grader, cases=CASES):
+    out = [None] * len(cases)
+    by_bench = collections.defaultdict(list)
+    for i, c in enumerate(cases):
+        by_bench[c.get("benchmark")].append(i)
+    for bench, idx in by_bench.items():
+        res = pool.grade_many_detailed([cases[i]["response"] for i in idx], [cases[i]["gold"] for i in idx], grader, bench)
+        for i, r in zip(idx, res):
+            out[i] = r
+    return out
+
+
+# ----------------------------------------------------------------------------- the labelled set
+
+
+def test_case_set_is_large_and_covers_the_categories():
+    assert len(CASES) >= 150
+    cats = {c["category"] for c in CASES}
+    for needed in ("fractions", "units", "percent", "intervals", "sets", "matrices", "equations", "multiple_boxes",
+                   "no_box", "text_answers", "multiple_choice", "sci_notation", "radicals", "pi", "empty", "unicode",
+                   "adversarial"):  # fmt: skip
+        assert needed in cats, needed
+    assert all(isinstance(c["human"], bool) for c in CASES)
+    assert len({c["id"] for c in CASES}) == len(CASES)
+    # Both labels are well represented, otherwise agreement would be trivial.
+    n_true = sum(c["human"] for c in CASES)
+    assert 0.25 < n_true / len(CASES) < 0.85
+
+
+def test_math_verify_agrees_with_human_labels(pool):
+    res = run_cases(pool, "math_verify")
+    agree = sum(r.correct == c["human"] for r, c in zip(res, CASES))
+    wrong = [c["id"] for r, c in zip(res, CASES) if r.correct != c["human"]]
+    assert agree / len(CASES) >= 0.95, wrong
+    # It must not be lenient: no accepted answer a careful human rejects, on this set.
+    assert not [c["id"] for r, c in zip(res, CASES) if r.correct and not c["human"]]
+
+
+def test_deepscaler_reproduces_reference_training_semantics(pool):
+    res = run_cases(pool, "deepscaler")
+    explicit = [(r, c) for r, c in zip(res, CASES) if "deepscaler_expected" in c]
+    assert len(explicit) >= 30
+    assert [c["id"] for r, c in explicit if r.correct != c["deepscaler_expected"]] == []
+    same = sum(r.correct == c.get("deepscaler_expected", c["human"]) for r, c in zip(res, CASES))
+    assert same / len(CASES) >= 0.97
+    # ...and it really is stricter than a human: many documented false negatives.
+    fn = sum((not r.correct) and c["human"] for r, c in zip(res, CASES))
+    assert fn >= 30
+
+
+@pytest.mark.slow
+def test_qwen_reproduces_reference_harness_behaviour(pool):
+    res = run_cases(pool, "qwen")
+    explicit = [(r, c) for r, c in zip(res, CASES) if "qwen_expected" in c]
+    assert len(explicit) >= 30
+    mismatches = [c["id"] for r, c in explicit if r.correct != c["qwen_expected"]]
+    assert mismatches == []
+    same = sum(r.correct == c.get("qwen_expected", c["human"]) for r, c in zip(res, CASES))
+    assert same / len(CASES) >= 0.97
+    # The harness's known false positives are reproduced (they inflate the paper's numbers).
+    fp = {c["id"] for r, c in zip(res, CASES) if r.correct and not c["human"]}
+    assert {"radicals-05", "percent-07", "intervals-03", "precision-01", "text_answers-04"} <= fp
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so $\\boxed{5}$.", "5"),
+        ("\\boxed{3} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("\\boxed{a{b}c}", "a{b}c"),
+        ("\\boxed{}", ""),
+        ("\\fbox{5}", None),  # found, but not literally \boxed{...} -> None (reference quirk)
+        ("\\boxed 5$", None),
+        ("\\boxed {5}", None),
+        ("\\boxed{5", None),
+        ("no answer", None),
+        ("\\boxed{1} and later \\boxed 2", None),  # the last \boxed is the brace-less one
+        ("", None),
+        (None, None),
+    ],
+)
+def test_extract_boxed_last_reference_semantics(text, expected):
+    assert extract_boxed_last(text) == expected
+
+
+def test_extract_boxed_last_on_prompt_plus_response_without_box():
+    row = json.loads((RESOURCES / "train" / "one_shot" / "pi1_r128.jsonl").read_text().splitlines()[0])
+    prompt = row["prompt"][0]["content"]
+    assert "\\boxed{}" in prompt
+    response = " The velocity is 12.8 miles per hour."
+    assert extract_boxed_last(prompt + response) == ""
+    ok, ext = grade_deepscaler(prompt + response, row["reward_model"]["ground_truth"])
+    assert (ok, ext) == (False, "")
+    ok, ext = grade_deepscaler(prompt + " so $\\boxed{12.8}$", row["reward_model"]["ground_truth"])
+    assert (ok, ext) == (True, "12.8")
+    # Graded on the response alone, a box-less answer extracts None.
+    assert grade_deepscaler(response, "12.8") == (False, None)
+
+
+def test_extract_boxed_last_is_linear_on_adversarial_text():
+    assert extract_boxed_last("\\boxed{" * 20000 + "x" * 100000) is None
+    assert extract_boxed_last("{" * 50000 + "\\boxed{7}") == "7"
+    assert has_boxed("a \\fbox{3}") and not has_boxed("a \\boxed{3")
+
+
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ("so the answer is $\\boxed{B}$", "B"),
+        ("$\\boxed{(C)}$", "C"),
+        ("$\\boxed{\\text{D}}$", "D"),
+        ("\\boxed{B. Sunlight is the source}", "B"),
+        ("Therefore, the answer is (B).", "B"),
+        ("The correct option is C", "C"),
+        ("answer: 3", "C"),
+        ("D", "D"),
+        ("$\\boxed{2}$", "B"),
+        ("\\boxed{A, C}", None),
+        ("$\\boxed{A \\text{ or } B}$", None),
+        ("I think it is a good question", None),
+        ("<think>maybe A", None),
+        ("<think>maybe A</think> The answer is B", "B"),
+    ],
+)
+def test_extract_choice(response, expected):
+    assert extract_choice(response) == expected
+
+
+# ----------------------------------------------------------------------------- deepscaler quirks
+
+
+@pytest.mark.parametrize(
+    "answer, gold, expected",
+    [
+        ("12.8", "12.8", True),
+        ("\\frac{64}{5}", "12.8", True),  # SymPy path
+        ("12.7", "12.8", False),
+        ("\\frac{28}{6}", "\\frac{14}{3}", False),  # unreduced fractions rejected on purpose
+        ("8\\sqrt{4}", "8\\sqrt[3]{4}", True),  # pylatexenc drops the root index
+        ("7 \\text{ or } 8", "7", True),  # everything after "\text{ " is a unit
+        ("1, 2", "2, 1", False),  # ordered
+        ("2^{k-n}", "\\frac{2^k}{2^n}", False),  # "^{" refuses SymPy
+        ("10", "\\boxed{10}", True),  # gold extracted from its box
+        ("x^2+2x+1", "(x+1)^2", True),
+    ],
+)
+def test_deepscaler_documented_behaviour(answer, gold, expected):
+    assert grade_deepscaler(f"... $\\boxed{{{answer}}}$", gold)[0] is expected
+
+
+def test_deepscaler_float_rounded_integers_quirk():
+    a = "123456789012345678901234567890123456789012345678901234567891"
+    b = "123456789012345678901234567890123456789012345678901234567890"
+    assert grade_deepscaler(f"\\boxed{{{a}}}", b)[0] is True
+
+
+# ----------------------------------------------------------------------------- qwen harness behaviour
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("12.7", "8\\sqrt[3]{4}", True),  # rel tol 1e-4 on 12.699...
+        ("0.5", "50", True),  # percent x/100
+        ("50", "0.5", True),
+        ("3986729", "3986730", True),
+        ("(3,4)", "(3,4]", True),  # brackets ignored
+        ("1,-2", "-2,1", False),  # ordered lists only
+        ("\\text{east}", "\\text{west}", True),  # both strip to ""
+        ("10", "20", False),
+        ("\\frac{1}{2}", "0.5", True),
+        ("x=3", "3", True),
+    ],
+)
+def test_qwen_documented_behaviour(pred, gold, expected):
+    assert grade_qwen(f"Thus $\\boxed{{{pred}}}$.", gold)[0] is expected
+
+
+def test_qwen_extraction_fallbacks_and_minerva_units():
+    assert grade_qwen("So the answer is 17.", "17") == (True, "17")
+    assert grade_qwen("and the final answer is 9", "9")[0] is True
+    assert grade_qwen("we get 3 and then 4 apples", "4")[0] is True  # last number
+    assert grade_qwen("AZYUK2A", "2")[0] is True  # documented false positive on garbage
+    # Unit words are stripped except for minerva_math.
+    assert qwen_strip_string("5 m") == "5"
+    assert qwen_strip_string("5 m", skip_unit=True) == "5m"
+    assert grade_qwen("\\boxed{5 m}", "5")[0] is True
+    assert grade_qwen("\\boxed{5 m}", "5", benchmark="minerva_math")[0] is False
+    assert qwen_math_equal("", "") is True  # empty vs empty counts as equal in the harness
+
+
+# ----------------------------------------------------------------------------- strict extras
+
+
+@pytest.mark.parametrize(
+    "response, gold, expected",
+    [
+        ("\\boxed{12.8}", "12.8", True),
+        ("\\fbox{12.8}", "12.8", True),
+        ("the value is \\boxed 7$", "7", True),
+        ("<think>so \\boxed{7}", "7", False),  # unfinished thought
+        ("<think>ok</think>\\boxed{7}", "7", True),
+        ("\\boxed{7 \\text{ or } 8}", "7", False),
+        ("\\boxed{1, 2, 3, \\ldots, 12}", "7", False),
+        ("\\boxed{4.5 \\times 10^{33}}", "4.5e33", True),
+        ("\\boxed{0.2}", "20", False),
+        ("\\boxed{20\\%}", "20", True),
+        ("\\boxed{62.5}", "62.5\\%", True),
+        ("\\boxed{0.625}", "62.5\\%", True),
+        ("\\boxed{1/2^{99}}", "1/2^{98}", False),
+        ("\\boxed{0.333333}", "\\frac{1}{3}", False),
+        ("\\boxed{1\\frac{4}{5}}", "\\frac{9}{5}", True),
+        ("\\boxed{}", "", False),
+    ],
+)
+def test_math_verify_grader_guards(pool, response, gold, expected):
+    r = pool.grade_many_detailed([response], [gold], "math_verify")[0]
+    assert r.status == "ok"
+    assert r.correct is expected
+
+
+def test_arc_multiple_choice_routing(pool):
+    resp = ["The answer is (A).", "$\\boxed{2}$", "$\\boxed{C}$", "no idea"]
+    gold = ["A", "B", "A", "A"]
+    for g in ("math_verify", "qwen", "deepscaler"):
+        assert pool.grade_many(resp, gold, g, benchmark="arc_e") == [True, True, False, False]
+
+
+def test_bad_arguments_are_clear_errors(pool):
+    with pytest.raises(ConfigError, match="grader"):
+        pool.grade_many(["\\boxed{1}"], ["1"], "mathverify")
+    with pytest.raises(ValueError, match="length"):
+        pool.grade_many(["\\boxed{1}"], ["1", "2"], "math_verify")
