@@ -170,6 +170,11 @@ def test_real_workflow_dryrun_puts_gpu_jobs_on_gpu_partition(profile, tmp_path):
                 assert res.get("slurm_partition") == site["gpu_partition"], (rule, res)
                 assert res.get("gpu_model") == site["gpu_model"], (rule, res)
             else:
+                # A GPU rule asking for 0 GPUs still gets the profile's GPU knobs, and Slurm then
+                # fails its job step ("Step requested GRES but job doesn't have GRES").
+                assert "gpu_model" not in res, (
+                    f"rule {rule} asks for 0 GPUs but the profile gives it GPU settings; under a Slurm "
+                    f"profile GPU rules must ask for >= 1 GPU (config resources.{rule}.gpus)")
                 assert res.get("slurm_partition") == site["cpu_partition"], (rule, res)
     assert gpu_rules <= set(_load(profile)["set-resources"]), gpu_rules
 
