@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from oneshot_rlvr.report import render
     from oneshot_rlvr.report.io import write_text_atomic
-    from oneshot_rlvr.report.longtable import graders_in, load_metrics
+    from oneshot_rlvr.report.longtable import RunIndex, graders_in, load_metrics
     from oneshot_rlvr.report.tables import TABLES, build_table, resolve_main_model
 
     names = list(TABLES) if not args.tables else [t.strip() for t in args.tables.split(",") if t.strip()]
@@ -41,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--grader {args.grader!r}: no accuracy rows for it in {args.metrics} (graders: {', '.join(graders)})")
     main_model = resolve_main_model(metrics, args.model)
     out = Path(args.out)
+    index = RunIndex(metrics)
     pages = []
     for name in sorted(names, key=lambda n: TABLES[n].number):
-        table = build_table(TABLES[name], metrics, grader=args.grader, main_model=main_model)
+        table = build_table(TABLES[name], index, grader=args.grader, main_model=main_model)
         md = render.to_markdown(table)
         write_text_atomic(out / f"{name}.md", md)
         write_text_atomic(out / f"{name}.tex", render.to_latex(table))

@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 
 from oneshot_rlvr.report import PAPER_MAIN_MODEL, SIX_BENCHMARKS, SUBJECTS  # noqa: E402
 from oneshot_rlvr.report.best import average_by_step, best_average_step, best_benchmark_step  # noqa: E402
-from oneshot_rlvr.report.longtable import RunView, run_view  # noqa: E402
+from oneshot_rlvr.report.longtable import RunIndex, RunView, run_view  # noqa: E402
 from oneshot_rlvr.report.paper import load_paper_table  # noqa: E402
 
 NO_DATA = "no runs yet"
@@ -78,11 +78,11 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def _views(metrics: pd.DataFrame, model: str, runs, grader: str) -> list[tuple[str, str, RunView]]:
+def _views(metrics: pd.DataFrame | RunIndex, model: str, runs, grader: str) -> list[tuple[str, str, RunView]]:
     return [(run, label, run_view(metrics, model, run, grader)) for run, label in runs]
 
 
-def fig1(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+def fig1(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -> list[Path]:
     """Bars: MATH500 and average at each training set's best-average step; the paper's bars hatched."""
     paper = load_paper_table("table8")
     labels = [p.label for p in paper]
@@ -129,7 +129,7 @@ def fig1(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path
     return _save(fig, out, "fig1")
 
 
-def fig2(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+def fig2(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -> list[Path]:
     """Per run: training accuracy on its own examples and test accuracy vs step (post-saturation generalization)."""
     views = _views(metrics, model, FIG2_RUNS, grader)
     fig, axes = plt.subplots(1, len(views), figsize=(4.3 * len(views), 3.8), sharey=True)
@@ -170,7 +170,7 @@ def _reflection(v: RunView) -> pd.Series:
     return rows.groupby("step")["value"].mean().sort_index()
 
 
-def fig4(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+def fig4(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -> list[Path]:
     """Response length, entropy (training) and the share of test responses with reflection words vs step."""
     views = _views(metrics, model, FIG2_RUNS, grader)
     panels = (
@@ -200,7 +200,7 @@ def fig4(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path
     return _save(fig, out, "fig4")
 
 
-def fig5(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+def fig5(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -> list[Path]:
     """6-benchmark average vs step: entropy loss on/off and rollout temperature 0.6 / 1.0 (π1)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     drawn = False
@@ -226,12 +226,11 @@ def _pi_key(run: str) -> int:
     return int(run[2:])
 
 
-def fig6(metrics: pd.DataFrame, out: Path, model: str, grader: str) -> list[Path]:
+def fig6(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -> list[Path]:
     """Heatmap: per single example, MATH500 subject accuracy at its best MATH500 step minus the base model's."""
     subjects = list(SUBJECTS.values())
-    runs = sorted(
-        {r for r in metrics.loc[metrics["model"] == model, "run"].unique() if re.fullmatch(r"pi\d+", r)}, key=_pi_key
-    )
+    df = metrics.df if isinstance(metrics, RunIndex) else metrics
+    runs = sorted({r for r in df.loc[df["model"] == model, "run"].unique() if re.fullmatch(r"pi\d+", r)}, key=_pi_key)
     base = run_view(metrics, model, "base", grader)
     base_step = base.accuracy.index.min() if not base.accuracy.empty else None
     base_vals = {s: base.value(base_step, "math500", f"accuracy/{s}") for s in subjects}
@@ -276,7 +275,8 @@ BUILDERS = {"fig1": fig1, "fig2": fig2, "fig4": fig4, "fig5": fig5, "fig6": fig6
 
 def make_figures(metrics: pd.DataFrame, out: str | Path, model: str, grader: str, names=FIGURES) -> list[Path]:
     out = Path(out)
+    index = RunIndex(metrics)  # split once; every figure looks runs up in it
     paths: list[Path] = []
     for name in names:
-        paths += BUILDERS[name](metrics, out, model, grader)
+        paths += BUILDERS[name](index, out, model, grader)
     return paths

@@ -43,9 +43,10 @@ def validate_metrics(df: pd.DataFrame, source: str = "metrics") -> pd.DataFrame:
     for col in ("model", "run", "benchmark", "grader", "metric"):
         df[col] = df[col].fillna("").astype(str).str.strip()
     # CSV row numbers as a user sees them: header is line 1
-    for i, (model, run, bench, metric) in enumerate(zip(df["model"], df["run"], df["benchmark"], df["metric"])):
-        if not model or not run or not bench or not metric:
-            raise DataError(f"{source}: line {i + 2}: empty model/run/benchmark/metric")
+    empty = (df[["model", "run", "benchmark", "metric"]] == "").any(axis=1).to_numpy()
+    if empty.any():
+        i = int(empty.nonzero()[0][0])
+        raise DataError(f"{source}: line {i + 2}: empty model/run/benchmark/metric")
     steps = pd.to_numeric(df["step"], errors="coerce")
     bad = steps.isna() | (steps != steps.round()) | (steps < 0)
     if bad.any():
@@ -107,8 +108,23 @@ class RunView:
         return self.metric_by_step("train", metric, grader="")
 
 
-def run_view(df: pd.DataFrame, model: str, run: str, grader: str) -> RunView:
-    rows = df[(df["model"] == model) & (df["run"] == run)]
+class RunIndex:
+    """The long table split once by (model, run): a run's rows without scanning the whole table again."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self._groups = {key: rows for key, rows in df.groupby(["model", "run"], sort=False)}
+        self._empty = df.iloc[0:0]
+
+    def rows(self, model: str, run: str) -> pd.DataFrame:
+        return self._groups.get((model, run), self._empty)
+
+
+def run_view(metrics: pd.DataFrame | RunIndex, model: str, run: str, grader: str) -> RunView:
+    if isinstance(metrics, RunIndex):
+        rows = metrics.rows(model, run)
+    else:
+        rows = metrics[(metrics["model"] == model) & (metrics["run"] == run)]
     acc_rows = rows[(rows["metric"] == "accuracy") & (rows["benchmark"] != "train")]
     chosen = acc_rows[acc_rows["grader"] == grader]
     # A benchmark with no rows for this grader but grader-less accuracy (e.g. ARC graded by letter)

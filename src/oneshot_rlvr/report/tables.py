@@ -18,7 +18,7 @@ import pandas as pd
 from oneshot_rlvr.errors import ConfigError
 from oneshot_rlvr.report import BENCHMARK_NAMES, PAPER_MAIN_MODEL, SIX_BENCHMARKS, SUBJECTS
 from oneshot_rlvr.report.best import best_average_step, best_benchmark_step, round1
-from oneshot_rlvr.report.longtable import RunView, run_view
+from oneshot_rlvr.report.longtable import RunIndex, RunView, run_view
 from oneshot_rlvr.report.paper import PaperRow, load_paper_table
 
 
@@ -227,16 +227,17 @@ class BuiltTable:
 
 def build_table(
     spec: TableSpec,
-    metrics: pd.DataFrame,
+    metrics: pd.DataFrame | RunIndex,
     grader: str = "qwen",
     main_model: str = PAPER_MAIN_MODEL,
     paper_rows: list[PaperRow] | None = None,
 ) -> BuiltTable:
     paper_rows = load_paper_table(spec.name) if paper_rows is None else paper_rows
+    index = metrics if isinstance(metrics, RunIndex) else RunIndex(metrics)
     table = BuiltTable(spec=spec, grader=grader, main_model=main_model)
     for prow in paper_rows:
         model = main_model if prow.model == PAPER_MAIN_MODEL else prow.model
-        ctx = RunContext(run_view(metrics, model, prow.run, grader))
+        ctx = RunContext(run_view(index, model, prow.run, grader))
         cells = {}
         for col in spec.columns:
             ours = col.compute(ctx) if not ctx.view.empty else None
