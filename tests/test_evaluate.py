@@ -188,6 +188,14 @@ def test_cli_model_dir_without_config(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
+def test_cli_uncached_hub_id_is_not_downloaded(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc = main(["evaluate", "--model", "nosuchorg/nosuchmodel", "--benchmarks", "aime24", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "nosuchorg/nosuchmodel" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "aime24" / "summary.json").exists()
+
+
 def test_cli_unknown_grader(tmp_path, capsys):
     model = _fake_model_dir(tmp_path)
     rc = main(["evaluate", "--model", str(model), "--benchmarks", "aime24", "--out", str(tmp_path / "o"),

@@ -263,11 +263,29 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="sample", disable=not enabled, dynamic_ncols=True)
 
 
+@dataclass
+class Prepared:
+    """A benchmark ready to generate: problems, prompt strings and their token ids."""
+
+    benchmark: str
+    problems: list[Problem]
+    prompts: list[str]
+    prompt_ids: list[list[int]]
+    decoding: Decoding
+
+
+def prepare_benchmark(benchmark: str, tokenizer, opts: EvalOptions) -> Prepared:
+    problems = load_benchmark(benchmark, limit=opts.limit)
+    prompts = [build_prompt(p.question, opts.prompt_type) for p in problems]
+    # The templates carry their own special tokens; the tokenizer must not add a BOS.
+    prompt_ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in prompts]
+    return Prepared(benchmark, problems, prompts, prompt_ids, decoding_for(benchmark, opts))
+
+
 def evaluate_benchmark(
     engine,
-    tokenizer,
+    prep: Prepared,
     model: str,
-    benchmark: str,
     out_dir: Path,
     opts: EvalOptions,
     pool,
@@ -276,12 +294,8 @@ def evaluate_benchmark(
 ) -> dict:
     from oneshot_rlvr.rollout import SamplingConfig
 
-    problems: list[Problem] = load_benchmark(benchmark, limit=opts.limit)
-    dec = decoding_for(benchmark, opts)
-    prompts = [build_prompt(p.question, opts.prompt_type) for p in problems]
-    # The templates carry their own special tokens; the tokenizer must not add a BOS.
-    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
-
+    benchmark, problems, prompts, prompt_ids, dec = (
+        prep.benchmark, prep.problems, prep.prompts, prep.prompt_ids, prep.decoding)
     completions = []
     with _progress(len(problems) * dec.n_samples, f"generate {benchmark}", opts.show_progress) as bar:
         for b, start in enumerate(range(0, len(problems), opts.batch_size)):
@@ -394,15 +408,28 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
     config = model_config(model)
     stop, stop_ids = stop_settings(model, config)
     tokenizer = load_tokenizer(model)
+    prepared = [prepare_benchmark(b, tokenizer, opts) for b in pending]
+    max_pos = int(config.get("max_position_embeddings") or 4096)
+    longest = 0
+    for prep in prepared:
+        for p, ids in zip(prep.problems, prep.prompt_ids):
+            if len(ids) >= max_pos:
+                raise DataError(f"{prep.benchmark} problem {p.id}: prompt has {len(ids)} tokens, "
+                                f"the model's context is {max_pos}")
+            longest = max(longest, len(ids))
     if engine is None:
         from oneshot_rlvr.rollout import make_engine
 
-        max_len = int(config.get("max_position_embeddings", 4096))
-        engine = make_engine(opts.engine, model, dtype=opts.dtype, seed=opts.seed, max_model_len=max_len)
+        # no longer than any request can get: keeps vLLM's KV-cache need small (CPU, long-context models)
+        max_len = min(max_pos, longest + opts.max_new_tokens)
+        try:
+            engine = make_engine(opts.engine, model, dtype=opts.dtype, seed=opts.seed, max_model_len=max_len)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--model {model}: cannot load it with the {opts.engine} engine: {exc}") from None
 
     from oneshot_rlvr.grading import GraderPool
 
     with GraderPool(workers=opts.grader_workers, timeout=opts.grader_timeout) as pool:
-        for b in pending:
-            results[b] = evaluate_benchmark(engine, tokenizer, model, b, out_dir, opts, pool, stop, stop_ids)
+        for prep in prepared:
+            results[prep.benchmark] = evaluate_benchmark(engine, prep, model, out_dir, opts, pool, stop, stop_ids)
     return {b: results[b] for b in benchmarks}
