@@ -104,7 +104,7 @@ def to_latex(table: BuiltTable) -> str:
     heads = _headers(table)
     n_text = len(heads) - len(table.spec.columns)
     lines = [
-        r"% requires \usepackage{booktabs}",
+        r"% requires \usepackage{booktabs,graphicx}",
         r"\begin{table}[t]",
         r"\centering",
         r"\small",
