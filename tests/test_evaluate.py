@@ -143,6 +143,21 @@ def test_existing_summary_is_skipped_without_loading_anything(tmp_path):
     assert res["aime24"]["accuracy"]["qwen"] == 12.5
 
 
+def test_existing_summary_with_other_settings_is_an_error(tmp_path):
+    model = _fake_model_dir(tmp_path)
+    out = tmp_path / "eval"
+    dec = {"n_samples": 8, "temperature": 0.6, "top_p": 1.0, "max_new_tokens": 16, "seed": 0,
+           "prompt_type": "qwen25-math-cot", "limit": 5}
+    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0}, "decoding": dec})
+    # the same settings: skipped
+    assert evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16, limit=5))["aime24"]["accuracy"]
+    # a smoke run (limit 5, 16 tokens) must not pass for the full evaluation
+    with pytest.raises(ConfigError, match=r"limit 5 \(asked None\).*--overwrite"):
+        evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16))
+    with pytest.raises(ConfigError, match="max_new_tokens 16"):
+        evaluate(str(model), ["aime24"], out, EvalOptions(limit=5))
+
+
 def test_corrupt_existing_summary_names_file(tmp_path):
     model = _fake_model_dir(tmp_path)
     p = tmp_path / "eval" / "amc23" / "summary.json"

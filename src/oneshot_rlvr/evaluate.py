@@ -378,6 +378,23 @@ def check_model(model: str) -> None:
         raise DataError(str(exc).replace("config key '--model'", "--model")) from None
 
 
+# Settings that change what a summary measures: a summary made with other values is not "done" for
+# this request (e.g. a --limit 5 smoke run must not stand in for the full evaluation).
+_SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit")
+
+
+def _check_same_settings(path: Path, existing: dict, benchmark: str, opts: EvalOptions) -> None:
+    old = existing.get("decoding") if isinstance(existing, dict) else None
+    if not isinstance(old, dict):
+        return
+    want = asdict(decoding_for(benchmark, opts)) | {"prompt_type": opts.prompt_type, "limit": opts.limit}
+    diff = [f"{k} {old[k]!r} (asked {want[k]!r})" for k in _SETTINGS_KEYS if k in old and old[k] != want[k]]
+    if diff:
+        raise ConfigError(
+            f"{path} was made with other settings: {', '.join(diff)}; pass --overwrite or use another --out"
+        )
+
+
 def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: EvalOptions, engine=None) -> dict:
     """Evaluate `model` on `benchmarks`; returns {benchmark: summary} (read back for skipped pairs).
 
@@ -395,9 +412,11 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
         sp = summary_path(out_dir, b)
         if sp.is_file() and not opts.overwrite:
             try:
-                results[b] = json.loads(sp.read_text())
+                existing = json.loads(sp.read_text())
             except json.JSONDecodeError as exc:
                 raise DataError(f"{sp}: existing summary is not valid JSON ({exc.msg}); delete it or pass --overwrite") from None
+            _check_same_settings(sp, existing, b, opts)
+            results[b] = existing
         else:
             pending.append(b)
     if not pending:
