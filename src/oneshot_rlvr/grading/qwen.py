@@ -313,9 +313,12 @@ def _symbolic_equal(a_str: str, b_str: str) -> bool:
     a, b = _parse_any(a_str), _parse_any(b_str)
     # String comparison of the parsed objects is done only when both failed to parse (then they are
     # the raw strings); printing a parsed tower could take minutes (grading.md §1.2).
+    if isinstance(a, str) or isinstance(b, str):
+        # SECURITY: an unparsed side stays a string and is only compared as a string. The harness goes
+        # on to call sympy.N(a) on it, and N()/simplify() sympify strings, i.e. eval model text
+        # (`open('/tmp/x','w')` was executed in our first version).
+        return isinstance(a, str) and isinstance(b, str) and a == b
     try:
-        if isinstance(a, str) and isinstance(b, str):
-            return a == b
         if a == b:
             return True
     except Exception:
