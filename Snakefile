@@ -9,7 +9,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The paper's registry by default; `--configfile config/demo.yaml` *replaces* it (Snakemake would
+# otherwise deep-merge both files, mixing the demo with the paper's experiments).
+if not config:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"

@@ -275,6 +275,12 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     _check_recipe(cfg["recipe"], "recipe")
     for name, v in variants.items():
         _check_recipe(v, f"variants.{name}")
+        try:  # values too, on the global recipe, so that an unused variant cannot hide a bad value
+            runconfig.from_dict({**cfg["recipe"], "train_batch_size": cfg["train_batch_size"], **v})
+        except RlvrError as exc:
+            raise ConfigError(f"config key 'variants.{name}': {exc}") from None
+    if "model" in cfg.get("report", {}) and cfg["report"]["model"] not in models:
+        raise _unknown("model", "report.model", cfg["report"]["model"], models)
 
     # datasets
     for name, d in datasets.items():

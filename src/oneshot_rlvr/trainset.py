@@ -60,8 +60,9 @@ def validate_rows(rows: list[dict], where: str, unique_index: bool = True) -> No
         if not ok:
             raise DataError(f"{at}: 'prompt' must be a non-empty list of chat messages")
         gt = (row.get("reward_model") or {}).get("ground_truth") if isinstance(row.get("reward_model"), dict) else None
-        if not isinstance(gt, str) or not gt.strip():
-            raise DataError(f"{at}: missing or empty reward_model.ground_truth")
+        # an empty label is kept: the authors' pool has one (dsr_sub line 266) and trained with it
+        if not isinstance(gt, str):
+            raise DataError(f"{at}: missing reward_model.ground_truth (a string)")
         index = (row.get("extra_info") or {}).get("index") if isinstance(row.get("extra_info"), dict) else None
         if isinstance(index, bool) or not isinstance(index, int):
             raise DataError(f"{at}: extra_info.index must be an integer")

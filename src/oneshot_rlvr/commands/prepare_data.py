@@ -21,5 +21,7 @@ def run(args) -> int:
     tmp = out.with_name(out.name + ".tmp")
     shutil.copyfile(args.input, tmp)  # byte copy: the rows stay exactly as shipped
     tmp.replace(out)
-    print(f"{len(rows)} rows validated -> {out}")
+    empty = sum(1 for r in rows if not r["reward_model"]["ground_truth"].strip())
+    note = f" ({empty} with an empty ground truth, kept as shipped)" if empty else ""
+    print(f"{len(rows)} rows validated{note} -> {out}")
     return 0

@@ -1,0 +1,151 @@
+"""Experiment registry: the paper config plans E1-E19 correctly, and every kind of config mistake
+fails at load with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from oneshot_rlvr.config import RunConfig, from_dict
+from oneshot_rlvr.errors import ConfigError
+from oneshot_rlvr.registry import eval_steps, parse_run_id, validate_workflow_config
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+M15 = "qwen2.5-math-1.5b"
+
+
+def plan_of(cfg):
+    return validate_workflow_config(copy.deepcopy(cfg), root=REPO)
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return plan_of(PAPER)
+
+
+def test_paper_config_lists_e1_to_e19(paper):
+    assert list(paper.experiments) == [f"E{i}" for i in range(1, 20)]
+    models = {m for m, _ in paper.runs}
+    assert models == {M15, "qwen2.5-math-7b", "llama-3.2-3b-instruct", "r1-distill-qwen-1.5b"}
+    runs_15 = {r for m, r in paper.runs if m == M15}
+    for run in ["pi1", "pi13", "pi1_pi13", "pi1_pi2_pi13_pi1209", "pi1207", "pi1_pi2", "top16", "dsr_sub",
+                "math7500", "dsr_sub--format", "pi1--format_noent", "pi1--t5r1", "pi1--t5r10", "pi1--t5r13",
+                "pi1--entropy_only", "pi1--noent", "pi1--temp1.0", "dsr_sub_noise60", "dsr_sub_noise90", "base"]:
+        assert run in runs_15, run
+    assert "pi1--t5r5" not in runs_15  # row 5 is the plain pi1 run
+    assert ("qwen2.5-math-7b", "random16") in paper.runs
+
+
+def test_steps_and_lengths_per_model(paper):
+    assert paper.run(M15, "pi1").steps == list(range(0, 2001, 20))
+    assert paper.run("qwen2.5-math-7b", "pi1").steps[-1] == 1000
+    assert paper.run("llama-3.2-3b-instruct", "pi1").steps[-1] == 1000
+    r1 = paper.run("r1-distill-qwen-1.5b", "pi1")
+    assert r1.steps[-1] == 1200 and r1.run_config["max_response_length"] == 8192
+    eo = paper.run(M15, "pi1--entropy_only").steps
+    assert {4, 10, 20} <= set(eo)  # Tab 6/13 report steps 4 (7B), 10 (Llama), 20 (1.5B)
+    assert paper.run(M15, "base").steps == [0]
+    assert eval_steps(10, 4) == [0, 4, 8, 10]
+
+
+def test_benchmarks_per_table(paper):
+    assert paper.run(M15, "pi1--t5r3").benchmarks == ["math500", "aime24"]  # Table 5
+    assert paper.run(M15, "pi7").benchmarks == ["math500", "aime24"]  # Table 3
+    assert set(paper.run(M15, "pi2").benchmarks) == {"math500", "aime24", "amc23", "minerva_math",
+                                                      "olympiadbench", "aime25"}  # Table 9
+    assert {"arc_e", "arc_c"} <= set(paper.run(M15, "dsr_sub").benchmarks)  # Table 1
+    # pi1 is in E1 (Table 1), E12 and E15: the union
+    assert {"arc_e", "math500"} <= set(paper.run(M15, "pi1").benchmarks)
+    assert set(paper.run(M15, "pi1").experiments) == {"E1", "E12", "E15"}
+
+
+def test_table5_variants_resolve_to_the_paper_recipe(paper):
+    def rc(run):
+        return from_dict(paper.run(M15, run).run_config)
+
+    full = rc("pi1")
+    d = RunConfig()
+    assert (full.pg_coef, full.weight_decay, full.kl_coef, full.entropy_coef) == \
+        (d.pg_coef, d.weight_decay, d.kl_coef, d.entropy_coef) == (1.0, 0.01, 0.001, 0.001)
+    rows = {  # Table 5: PG, WD, KL, Ent on/off
+        "t5r1": (0, 0, 0, 0), "t5r2": (1, 0, 0, 0), "t5r3": (1, 1, 0, 0), "t5r4": (1, 1, 1, 0),
+        "t5r7": (1, 0, 0, 1), "t5r8": (0, 1, 1, 0), "t5r9": (0, 1, 1, 1), "t5r10": (0, 0, 0, 1),
+    }
+    for v, (pg, wd, kl, ent) in rows.items():
+        c = rc(f"pi1--{v}")
+        assert (c.pg_coef > 0, c.weight_decay > 0, c.kl_coef > 0, c.entropy_coef > 0) == \
+            (bool(pg), bool(wd), bool(kl), bool(ent)), v
+    assert rc("pi1--t5r6").entropy_coef == 0.003
+    assert [rc(f"pi1--t5r{i}").label_override for i in (11, 12, 13)] == ["12.7", "4", "929725"]
+    assert rc("pi1--temp1.0").temperature == 1.0 and rc("pi1--format").reward == "format"
+    c = rc("pi1--t5r2")
+    assert c.model == "Qwen/Qwen2.5-Math-1.5B" and c.train_file.endswith("/data/train_sets/pi1.jsonl")
+    assert c.total_steps == 2000 and c.save_freq == 20 and c.train_batch_size == 128
+
+
+def test_demo_config(tmp_path):
+    plan = plan_of(DEMO)
+    assert set(plan.runs) == {("tiny", r) for r in ("pi1", "pi13", "pi1_pi13", "pool16", "base")}
+    c = from_dict(plan.run("tiny", "pi1").run_config)
+    assert (c.total_steps, c.save_freq, c.train_batch_size, c.max_response_length) == (4, 2, 4, 32)
+    assert plan.built_model_dir("tiny") == "results/demo/models/tiny"
+    assert plan.evaluate_model("tiny", "pi1", 0) == "results/demo/models/tiny"  # step 0 = base model
+    assert plan.evaluate_model("tiny", "pi1", 2) == "results/demo/runs/tiny/pi1/train/checkpoints/step_2"
+    assert plan.make_train_set_args("pool16") == ["--first", "16"]
+    assert plan.make_train_set_args("pi1_pi13") == ["--ranks", "1,13", "--batch-size", "4"]
+
+
+def test_run_ids():
+    assert parse_run_id("pi1--t5r2") == ("pi1", "t5r2")
+    assert parse_run_id("dsr_sub") == ("dsr_sub", None)
+
+
+def _broken(edit):
+    cfg = copy.deepcopy(PAPER)
+    edit(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c["experiments"]["E1"].update(benchmark=["math500"]),
+     "config key 'experiments.E1.benchmark': unknown key (did you mean 'benchmarks'?)"),
+    (lambda c: c.update(trian_batch_size=4), "config key 'trian_batch_size': unknown key"),
+    (lambda c: c["models"][M15].update(total_steps="2000"), "config key 'models.qwen2.5-math-1.5b.total_steps'"),
+    (lambda c: c["models"][M15].pop("eval_every"), "config key 'models.qwen2.5-math-1.5b': 'eval_every' is a required"),
+    (lambda c: c["datasets"]["pi1"].update(ranks=[0]), "config key 'datasets.pi1.ranks[0]': pi rank 0 out of range 1..1209"),
+    (lambda c: c["datasets"]["top16"]["ranks"].append(1210), "config key 'datasets.top16.ranks[16]': pi rank 1210 out of range"),
+    (lambda c: c["experiments"]["E12"]["runs"].append("pi1--t5r99"), "config key 'experiments.E12.runs[10]': unknown variant 't5r99'"),
+    (lambda c: c["experiments"]["E2"]["runs"].append("pi99"), "config key 'experiments.E2.runs[1]': unknown dataset 'pi99'"),
+    (lambda c: c["experiments"]["E2"].update(models=["qwen-1.5b"]), "config key 'experiments.E2.models[0]': unknown model 'qwen-1.5b'"),
+    (lambda c: c["experiments"]["E2"]["benchmarks"].append("gsm8k"), "config key 'experiments.E2.benchmarks[8]'"),
+    (lambda c: c["variants"]["t5r2"].update(entropy_coeff=0.0),
+     "config key 'variants.t5r2': unknown RunConfig key 'entropy_coeff' (did you mean 'entropy_coef'?)"),
+    (lambda c: c["variants"]["t5r2"].update(kl_coef="none"), "config key 'variants.t5r2': config key 'kl_coef'"),
+    (lambda c: c["recipe"].update(model="x"), "config key 'recipe.model': set by the registry"),
+    (lambda c: c["variants"].update(bad={"temperature": -1.0}), "config key 'variants.bad'"),  # even unused
+    (lambda c: c.update(report={"model": "gpt"}), "config key 'report.model': unknown model 'gpt'"),
+    (lambda c: c["variants"]["temp1.0"].update(temperature=0.0), "temperature"),
+    (lambda c: c["sources"].update(dsr_sub="resources/train/nope.jsonl"), "config key 'sources.dsr_sub': file not found"),
+    (lambda c: c["score_pool"].update(source="run", run="pi1"), "config key 'score_pool.run': the scoring run cannot train on a pi-set"),
+    (lambda c: c["score_pool"].update(source="magic"), "config key 'score_pool.source'"),
+    (lambda c: c["datasets"].update(big={"random": 200}), "config key 'datasets.big': 200 examples do not fit one batch"),
+    (lambda c: c["experiments"]["E5"]["benchmarks_by_run"].update(pi3=["amc23"]), "unknown run of this experiment 'pi3'"),
+])
+def test_config_errors_name_the_key(edit, message):
+    cfg = _broken(edit)
+    with pytest.raises(ConfigError) as exc:
+        plan_of(cfg)
+    assert message in str(exc.value)
+
+
+def test_score_pool_from_our_own_run():
+    cfg = _broken(lambda c: c["score_pool"].update(source="run"))
+    plan = plan_of(cfg)
+    rp = plan.score_run()
+    assert (rp.model, rp.run) == (M15, "dsr_sub--hvs500")
+    assert rp.run_config["total_steps"] == 500 and rp.experiments == []

@@ -1,0 +1,117 @@
+"""Historical-variance ranking (paper Eq. 1-2) reproduces the paper's pi-indices from the shipped history."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from oneshot_rlvr import RESOURCES
+from oneshot_rlvr.cli import main
+from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.selection import (
+    history_from_metrics,
+    load_history,
+    rank_examples,
+    read_ranking,
+    write_ranking,
+)
+
+HISTORY = RESOURCES / "selection" / "acc_step_500.json"
+REFERENCE = RESOURCES / "selection" / "hvs_ranking_qwen2.5-math-1.5b_step500.csv"
+
+
+@pytest.fixture(scope="module")
+def ranking():
+    return rank_examples(load_history(HISTORY))
+
+
+def test_paper_pi_indices(ranking):
+    by_rank = {e.pi_rank: e.index for e in ranking}
+    assert (by_rank[1], by_rank[2], by_rank[13], by_rank[1209]) == (124, 267, 682, 789)
+    # the other examples named in the paper's appendix (official-repo.md §3.4)
+    assert [by_rank[k] for k in (3, 4, 7, 11, 16, 17, 605, 606, 1201, 1207, 1208)] == \
+        [531, 931, 568, 875, 50, 870, 60, 906, 847, 174, 770]
+
+
+def test_all_1209_ranks_match_reference_csv(ranking):
+    with REFERENCE.open() as fh:
+        ref = list(csv.DictReader(fh))
+    assert len(ranking) == len(ref) == 1209
+    assert [e.index for e in ranking] == [int(r["dsr_sub_index"]) for r in ref]
+    assert [e.hist_std for e in ranking] == pytest.approx([float(r["hist_std"]) for r in ref], abs=1e-12)
+
+
+def test_population_std_and_stable_ties():
+    # population std: [0, 1] -> 0.5 (the sample std would be 0.707); ties keep key order
+    hist = {"5": [0.0, 0.0], "3": [0.0, 1.0], "9": [1.0, 1.0], "1": [0.5, 0.5], "7": [1.0, 0.0]}
+    r = rank_examples(hist)
+    assert [e.index for e in r] == [3, 7, 5, 9, 1]
+    assert r[0].hist_std == 0.5
+
+
+def test_ties_follow_key_order_not_index_order():
+    r = rank_examples({"10": [0.0], "2": [0.0], "7": [0.0]})
+    assert [e.index for e in r] == [10, 2, 7]
+
+
+def test_ranking_csv_roundtrip(tmp_path, ranking):
+    out = tmp_path / "ranking.csv"
+    write_ranking(ranking, out, {124: "12.8"})
+    assert read_ranking(out)[:3] == [124, 267, 531]
+    with out.open() as fh:
+        first = next(csv.DictReader(fh))
+    assert first["ground_truth"] == "12.8" and int(first["n_epochs_recorded"]) == 53
+
+
+def test_bad_history_names_the_key(tmp_path):
+    p = tmp_path / "h.json"
+    p.write_text(json.dumps({"1": [0.5], "x": [0.1]}))
+    with pytest.raises(DataError, match="'x'"):
+        load_history(p)
+    p.write_text(json.dumps({"1": [0.5, 1.5]}))
+    with pytest.raises(DataError, match="key '1', epoch 1"):
+        load_history(p)
+
+
+def test_history_from_training_metrics(tmp_path):
+    """Our trainer's acc/by_index per step becomes the per-epoch history (one entry per sampled step)."""
+    m = tmp_path / "metrics.jsonl"
+    recs = [
+        {"step": 1, "acc/mean": 0.5, "acc/by_index": {"3": 0.25, "1": 0.5}},
+        {"step": 2, "acc/mean": 0.5, "acc/by_index": {"2": 1.0}},
+        {"step": 3, "acc/mean": 0.5, "acc/by_index": {"1": 0.75, "3": 0.0}},
+        {"step": 4, "acc/mean": 0.5, "acc/by_index": {"1": 1.0}},
+    ]
+    m.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    h = history_from_metrics(m, up_to_step=3)
+    assert h == {"1": [0.5, 0.75], "3": [0.25, 0.0], "2": [1.0]}
+    assert list(h) == ["1", "3", "2"]  # first appearance, by index within a step: a deterministic tie order
+    # stds 0.125 (1), 0.125 (3), 0 (2): the tie keeps that key order
+    assert [e.index for e in rank_examples(h)] == [1, 3, 2]
+    m.write_text(json.dumps({"step": 1, "acc/mean": 0.5}) + "\n")
+    with pytest.raises(DataError, match="acc/by_index"):
+        history_from_metrics(m)
+
+
+def test_cli_score_and_rank(tmp_path, capsys):
+    hist, out = tmp_path / "history.json", tmp_path / "ranking.csv"
+    pool = RESOURCES / "train" / "dsr_sub.jsonl"
+    assert main(["score-pool", "--history", str(HISTORY), "--pool", str(pool), "--out", str(hist)]) == 0
+    assert list(json.loads(hist.read_text())) == list(json.loads(HISTORY.read_text()))  # key order kept
+    assert main(["rank", "--history", str(hist), "--pool", str(pool), "--out", str(out)]) == 0
+    assert read_ranking(out)[:2] == [124, 267]
+    with REFERENCE.open() as fh:
+        ref_labels = [r["ground_truth"] for r in csv.DictReader(fh)]
+    with out.open() as fh:
+        assert [r["ground_truth"] for r in csv.DictReader(fh)] == ref_labels
+
+
+def test_cli_score_pool_rejects_unknown_index(tmp_path, capsys):
+    hist = tmp_path / "h.json"
+    hist.write_text(json.dumps({"99999": [0.5]}))
+    rc = main(["score-pool", "--history", str(hist), "--pool", str(RESOURCES / "train" / "dsr_sub.jsonl"),
+               "--out", str(tmp_path / "o.json")])
+    assert rc == 2 and "99999" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
