@@ -106,11 +106,15 @@ def main() -> int:
             st = {s: sum(r.status == s for r in res) for s in ("ok", "timeout", "error")}
             line = f"{g:12s} pool: {dt:6.2f} s for {len(res)} ({1000 * dt / len(res):.2f} ms/item)  acc={acc:.3f}  {st}"
             if not args.no_baseline:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for r, gd in zip(responses, golds):
                     grade_local(r, gd, g)
-                base = time.perf_counter() - t0
-                line += f"  | in-process sequential baseline {base:.2f} s, pool speed-up x{base / dt:.2f}"
+                base, cpu = time.perf_counter() - t0, time.process_time() - c0
+                # CPU seconds are what the graders cost independent of machine load: cpu / workers is
+                # the pool's wall time on an otherwise idle machine with that many free cores.
+                line += (f"  | in-process sequential baseline {base:.2f} s wall, {cpu:.2f} s CPU "
+                         f"(idle-machine estimate for {args.workers} workers: {cpu / args.workers:.2f} s), "
+                         f"pool speed-up vs baseline x{base / dt:.2f}")
             print(line, flush=True)
         # Replacement cost: one forced hard timeout, then a normal item.
         t0 = time.perf_counter()

@@ -7,7 +7,8 @@ Design:
 - Workers are started with the "forkserver" method: the fork server is a fresh interpreter that
   imports the graders once (preload), so each worker (and each replacement) forks warm in ~tens of ms
   and inherits nothing from the trainer (no torch threads, no CUDA/vLLM state).
-- One item at a time per worker over a Pipe; the parent tracks each item's deadline.
+- Items go to a worker in small batches over a Pipe (fewer round-trips); the worker answers item by
+  item and the parent restarts the deadline clock at each answer, so every item has its own limit.
 - Soft limit: the worker arms SIGALRM at `timeout` and reports status "timeout" if it fires.
 - Hard limit: at `timeout + grace` the parent SIGKILLs the worker, scores the item 0 ("timeout") and
   starts a replacement. A worker that dies (segfault, OOM kill) scores its item 0 ("error").
@@ -31,7 +32,8 @@ from .core import GradeResult, check_grader
 __all__ = ["GraderPool", "GradeResult"]
 
 _GRACE_S = 0.4  # hard kill this long after the soft timeout
-_START_TIMEOUT_S = 120.0  # a worker that cannot even start (loaded machine) is replaced
+_START_TIMEOUT_S = 120.0
+_MAX_BATCH = 16  # a worker that cannot even start (loaded machine) is replaced
 
 
 class _SoftTimeout(BaseException):
@@ -43,7 +45,8 @@ def _on_alarm(signum, frame):
 
 
 def _worker_main(conn, memory_limit_mb: int | None) -> None:
-    """Worker process loop: receive (idx, response, gold, grader, benchmark, timeout), send a result."""
+    """Worker loop: receive ([(idx, response, gold), ...], grader, benchmark, timeout); send one
+    (idx, correct, status, extracted) per item, in order."""
     if memory_limit_mb:
         try:
             import resource
@@ -68,33 +71,34 @@ def _worker_main(conn, memory_limit_mb: int | None) -> None:
             return
         if msg is None:
             return
-        idx, response, gold, grader, benchmark, timeout = msg
-        status, correct, extracted = "ok", False, None
-        try:
-            signal.setitimer(signal.ITIMER_REAL, max(0.01, float(timeout)))
+        items, grader, benchmark, timeout = msg
+        for idx, response, gold in items:
+            status, correct, extracted = "ok", False, None
             try:
-                correct, extracted = grade_local(response, gold, grader, benchmark)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except _SoftTimeout:
-            status, correct = "timeout", False
-        except BaseException:  # MemoryError, RecursionError, anything a parser throws
-            status, correct = "error", False
-        try:
-            conn.send((idx, bool(correct), status, extracted))
-        except _SoftTimeout:
-            conn.send((idx, False, "timeout", None))
-        except (EOFError, OSError, BrokenPipeError):
-            return
+                signal.setitimer(signal.ITIMER_REAL, max(0.01, float(timeout)))
+                try:
+                    correct, extracted = grade_local(response, gold, grader, benchmark)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except _SoftTimeout:
+                status, correct = "timeout", False
+            except BaseException:  # MemoryError, RecursionError, anything a parser throws
+                status, correct = "error", False
+            try:
+                conn.send((idx, bool(correct), status, extracted))
+            except _SoftTimeout:
+                conn.send((idx, False, "timeout", None))
+            except (EOFError, OSError, BrokenPipeError):
+                return
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "ready", "item", "deadline", "started")
+    __slots__ = ("proc", "conn", "ready", "items", "deadline", "started")
 
     def __init__(self, proc, conn):
         self.proc, self.conn = proc, conn
         self.ready = False
-        self.item: int | None = None
+        self.items: deque[int] = deque()  # sent, not yet answered; items[0] is the one running
         self.deadline = 0.0
         self.started = time.monotonic()
 
@@ -200,54 +204,61 @@ class GraderPool:
             while remaining:
                 now = time.monotonic()
                 for w in list(self._workers):
-                    if w.ready and w.item is None and pending:
-                        i = pending.popleft()
+                    if w.ready and not w.items and pending:
+                        # Small batches cut pipe round-trips; the tail is spread thin for balance.
+                        k = max(1, min(_MAX_BATCH, len(pending) // (2 * len(self._workers))))
+                        batch = [pending.popleft() for _ in range(min(k, len(pending)))]
                         try:
-                            w.conn.send((i, responses[i], golds[i], grader, benchmark, t_item))
+                            w.conn.send(([(i, responses[i], golds[i]) for i in batch], grader, benchmark, t_item))
                         except (OSError, BrokenPipeError, ValueError):
-                            pending.appendleft(i)
+                            pending.extendleft(reversed(batch))
                             self._replace(w)
                             continue
                         except Exception:  # unpicklable input: score 0, never raise for model text
-                            results[i] = GradeResult(False, "error", None)
-                            remaining -= 1
+                            for i in batch:
+                                results[i] = GradeResult(False, "error", None)
+                            remaining -= len(batch)
                             continue
-                        w.item, w.deadline = i, now + t_item + _GRACE_S
+                        w.items.extend(batch)
+                        w.deadline = now + t_item + _GRACE_S
                 if not remaining:
                     break
-                busy = [w for w in self._workers if w.item is not None or not w.ready]
-                next_deadline = min(
-                    (w.deadline if w.item is not None else w.started + _START_TIMEOUT_S) for w in busy
-                )
+                busy = [w for w in self._workers if w.items or not w.ready]
+                next_deadline = min((w.deadline if w.items else w.started + _START_TIMEOUT_S) for w in busy)
                 for conn in wait([w.conn for w in busy], timeout=max(0.0, next_deadline - time.monotonic())):
                     w = next(x for x in self._workers if x.conn is conn)
                     try:
                         msg = conn.recv()
                     except (EOFError, OSError):
-                        if w.item is not None:  # died mid-item: crash -> error
-                            results[w.item] = GradeResult(False, "error", None)
+                        if w.items:  # died mid-item: crash -> error; the rest of its batch is re-queued
+                            results[w.items.popleft()] = GradeResult(False, "error", None)
                             self.stats["errors"] += 1
                             remaining -= 1
+                            pending.extendleft(reversed(w.items))
+                            w.items.clear()
                         self._replace(w)
                         continue
                     if msg == ("ready",):
                         w.ready = True
                         continue
                     i, correct, status, extracted = msg
-                    if i == w.item:
+                    if w.items and i == w.items[0]:
+                        w.items.popleft()
                         results[i] = GradeResult(bool(correct) and status == "ok", status, extracted)
                         self.stats["timeouts"] += status == "timeout"
                         self.stats["errors"] += status == "error"
                         remaining -= 1
-                        w.item = None
+                        w.deadline = time.monotonic() + t_item + _GRACE_S  # the next item starts now
                 now = time.monotonic()
                 for w in list(self._workers):
-                    if w.item is not None and now >= w.deadline:
-                        results[w.item] = GradeResult(False, "timeout", None)
+                    if w.items and now >= w.deadline:
+                        results[w.items.popleft()] = GradeResult(False, "timeout", None)
                         self.stats["timeouts"] += 1
                         remaining -= 1
+                        pending.extendleft(reversed(w.items))
+                        w.items.clear()
                         self._replace(w)
-                    elif w.item is None and not w.ready and now >= w.started + _START_TIMEOUT_S:
+                    elif not w.items and not w.ready and now >= w.started + _START_TIMEOUT_S:
                         self._replace(w)
         return results  # type: ignore[return-value]
 
