@@ -52,7 +52,8 @@ class RewardFunction:
             self._pool = GraderPool(workers=self.workers, timeout=self.timeout)
         return self._pool
 
-    def __call__(self, prompts: list[str], responses: list[str], ground_truths: list[str]) -> RewardBatch:
+    def __call__(self, prompts: list[str], responses: list[str], ground_truths: list[str],
+                 response_ids: list[list[int]] | None = None) -> RewardBatch:
         texts = [p + r for p, r in zip(prompts, responses)] if self.with_prompt else list(responses)
         results = self._get_pool().grade_many_detailed(texts, list(ground_truths), self.grader)
         correct = [bool(r.correct) for r in results]

@@ -243,7 +243,7 @@ class GRPOTrainer:
                 gts.append(row.ground_truth)
                 prompts_txt.append(ptxt)
                 resp_txt.append(self.tokenizer.decode(ids, skip_special_tokens=False))
-        rb = self.reward_fn(prompts_txt, resp_txt, gts)
+        rb = self.reward_fn(prompts_txt, resp_txt, gts, response_ids=resp_ids)
         scores = torch.tensor(rb.scores, dtype=torch.float32)
         if not torch.isfinite(scores).all():
             raise TrainingError(f"step {step}: non-finite reward from the reward function")
@@ -323,7 +323,7 @@ class GRPOTrainer:
                     (loss * w).backward()
                     totals["pg_loss"] += pg.item() * w
                     totals["entropy"] += ent_loss.item() * w
-                    totals["kl"] += float(kl_val) * w
+                    totals["kl"] += float(kl_val.detach()) * w
                     totals["pg_clipfrac"] += clipfrac.item() * w
                     totals["approx_kl"] += akl.item() * w
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
