@@ -339,6 +339,13 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
                 members.append((m, BASE_RUN))
         experiments[ename] = list(dict.fromkeys(members))
 
+    # Step 0 of every trained run is the base model: it is evaluated once per model (run "base", on
+    # the union of the model's benchmarks) and copied into each run's eval/step_0.
+    for (m, run), rp in list(runs.items()):
+        if run != BASE_RUN:
+            base = runs.setdefault((m, BASE_RUN), RunPlan(model=m, run=BASE_RUN, dataset=None, variant=None))
+            _merge(base, None, rp.benchmarks)
+
     # the scoring run (score_pool.source = run) is a run too, even if no experiment lists it
     sp = cfg["score_pool"]
     if sp["source"] == "run":
@@ -376,8 +383,8 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     return plan
 
 
-def _merge(rp: RunPlan, experiment: str, benchmarks: list[str]) -> None:
-    if experiment not in rp.experiments:
+def _merge(rp: RunPlan, experiment: str | None, benchmarks: list[str]) -> None:
+    if experiment is not None and experiment not in rp.experiments:
         rp.experiments.append(experiment)
     for b in benchmarks:
         if b not in rp.benchmarks:

@@ -116,6 +116,8 @@ def eval_chunk(wildcards):
 
 def evaluate_input(wildcards):
     inputs = {}
+    if wildcards.run != registry.BASE_RUN and 0 in eval_chunk(wildcards):
+        inputs["base"] = PLAN.eval_marker(wildcards.model, registry.BASE_RUN, 0)
     if max(eval_chunk(wildcards)) > 0:
         inputs["done"] = f"{PLAN.run_dir(wildcards.model, wildcards.run)}/train/done.json"
     if PLAN.built_model_dir(wildcards.model):
@@ -130,8 +132,14 @@ def evaluate_commands(wildcards):
     extra = config["evaluation"]["extra_args"]
     calls = []
     for step in eval_chunk(wildcards):
-        args = ["evaluate", "--model", PLAN.evaluate_model(model, run, step),
-                "--out", f"{PLAN.run_dir(model, run)}/eval/step_{step}"] + common
+        out = f"{PLAN.run_dir(model, run)}/eval/step_{step}"
+        if step == 0 and run != registry.BASE_RUN:
+            # the base model was evaluated once for all runs of this model: copy its summaries
+            src = f"{PLAN.run_dir(model, registry.BASE_RUN)}/eval/step_0"
+            benches = PLAN.run(model, run).benchmarks
+            calls.append(f"mkdir -p {out} && cp -r {quoted(f'{src}/{b}' for b in benches)} {out}/")
+            continue
+        args = ["evaluate", "--model", PLAN.evaluate_model(model, run, step), "--out", out] + common
         if step > 0:
             args.append("--overwrite")  # a retrained run must not keep summaries of the old checkpoint
         calls.append(f"{RLVR} {quoted(args)}" + (f" {extra}" if extra else ""))

@@ -3,6 +3,7 @@
 # (one `rlvr evaluate` call per checkpoint, all of the run's benchmarks); its declared output is a
 # small marker, the per-benchmark summaries eval/step_<k>/<bench>/summary.json are written by
 # `rlvr evaluate` (docs/contracts.md). Chunking keeps the paper's ~5,000 evaluations at ~570 jobs.
+# Step 0 is the base model: evaluated once per model (run "base") and copied into every run.
 
 
 rule evaluate:

@@ -1,0 +1,162 @@
+"""The Snakemake workflow itself: lint, the paper's full plan (E1-E19) without any training output,
+partial targets that plan only one ablation, config errors at load, and (slow) the CPU demo end to
+end with an idempotent second plan.
+
+Every snakemake call runs in a scratch working directory that links resources/ and config/, so the
+repository's results/ and .snakemake/ are never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from oneshot_rlvr.registry import load_plan
+
+REPO = Path(__file__).resolve().parents[1]
+RLVR_BIN = Path(sys.executable).parent
+M15 = "qwen2.5-math-1.5b"
+
+pytest.importorskip("snakemake")
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    for name in ("resources", "config"):
+        (tmp_path / name).symlink_to(REPO / name)
+    return tmp_path
+
+
+def snakemake(workdir, *args, timeout=300):
+    env = {"PATH": f"{RLVR_BIN}:/usr/bin:/bin", "HOME": str(workdir), "HF_HUB_OFFLINE": "1",
+           "VLLM_CPU_KVCACHE_SPACE": "1", "DS_ACCELERATOR": "cpu", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--nolock", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def job_stats(out: str) -> Counter:
+    block = out.split("Job stats:", 1)[1]
+    counts = Counter()
+    for line in block.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def planned(out: str, pattern: str) -> set[tuple[str, ...]]:
+    return set(re.findall(pattern, out))
+
+
+def test_lint_clean(workdir):
+    r = snakemake(workdir, "--lint")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr
+
+
+def test_paper_plan_lists_every_run_and_evaluation(workdir):
+    """`snakemake -n` on config/config.yaml plans every training run of E1-E19 and every evaluated step,
+    before any output exists (evaluated steps come from the config, not from training outputs)."""
+    t0 = time.perf_counter()
+    r = snakemake(workdir, "-n", "-p")
+    elapsed = time.perf_counter() - t0
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    stats = job_stats(out)
+    print(f"\nsnakemake -n (config/config.yaml): {elapsed:.1f} s wall; jobs per rule: {dict(stats)}")
+    plan = load_plan(REPO / "config" / "config.yaml", root=REPO)
+    members = {mr for e in plan.experiments.values() for mr in e}
+    trained = {mr for mr in members if mr[1] != "base"}
+    assert len(trained) == 60
+    assert planned(out, r"results/paper/runs/([^/\s]+)/([^/\s]+)/train/done\.json") >= trained
+    assert stats["train"] == len(trained)
+    assert stats["evaluate"] == sum(len(plan.eval_chunks(*mr)) for mr in members)
+    assert stats["make_train_set"] == len({plan.run(*mr).dataset for mr in trained})
+    # every evaluated step of every run (step 0 included) appears in an evaluate command
+    steps = {}
+    for m, run, k in re.findall(r"(?:--out|mkdir -p) results/paper/runs/([^/\s]+)/([^/\s]+)/eval/step_(\d+)", out):
+        steps.setdefault((m, run), set()).add(int(k))
+    for mr in members:
+        assert steps.get(mr) == set(plan.run(*mr).steps), mr
+    # step 0 is the base model itself, evaluated once per model and copied into each run
+    assert re.search(r"evaluate --model Qwen/Qwen2\.5-Math-1\.5B --out results/paper/runs/qwen2\.5-math-1\.5b/base/eval/step_0 ", out)
+    assert len(re.findall(r"evaluate --model Qwen/Qwen2\.5-Math-1\.5B ", out)) == 1
+    assert re.search(r"cp -r results/paper/runs/qwen2\.5-math-1\.5b/base/eval/step_0/math500 .*"
+                     r"results/paper/runs/qwen2\.5-math-1\.5b/pi1/eval/step_0/", out)
+    # later steps are the run's checkpoints
+    assert re.search(r"--model results/paper/runs/qwen2\.5-math-1\.5b/pi1/train/checkpoints/step_2000 "
+                     r"--out results/paper/runs/qwen2\.5-math-1\.5b/pi1/eval/step_2000 ", out)
+    assert "train/state" not in out  # resumable state is never a declared output
+
+
+def test_table5_target_plans_only_that_ablation(workdir):
+    r = snakemake(workdir, "-n", "results/paper/experiments/E12/metrics.csv")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    stats = job_stats(out)
+    runs = {run for m, run in planned(out, r"results/paper/runs/([^/\s]+)/([^/\s]+)/train/done\.json")}
+    e12 = {"pi1"} | {f"pi1--t5r{i}" for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)}
+    assert runs == e12
+    assert planned(out, r"results/paper/runs/([^/\s]+)/[^/\s]+/") == {M15}
+    assert planned(out, r"results/paper/data/train_sets/(\w+)\.jsonl") == {"pi1"}
+    assert stats["train"] == 10 and stats["make_train_set"] == 1 and stats["collect_experiment"] == 1
+    assert stats["evaluate"] == 10 * 11 + 1  # 101 steps in chunks of 10, plus the base model
+    assert "collect" not in stats and "tables" not in stats
+
+
+def test_single_run_target(workdir):
+    r = snakemake(workdir, "-n", f"results/paper/runs/{M15}/pi1--t5r2/best.json")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    stats = job_stats(out)
+    assert stats == Counter(prepare_data=1, score_pool=1, rank_examples=1, make_train_set=1, run_config=1,
+                            train=1, evaluate=12, select_best=1, total=19)  # 11 chunks + the base model
+
+
+def test_config_error_stops_before_any_job(workdir):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["experiments"]["E12"]["runs"].append("pi1--t5r99")
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    r = snakemake(workdir, "-n", "--configfile", str(bad))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "config key 'experiments.E12.runs[10]': unknown variant 't5r99'" in out
+    assert "Job stats" not in out
+
+
+def test_demo_config_replaces_the_paper_config(workdir):
+    r = snakemake(workdir, "-n", "--configfile", "config/demo.yaml")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    stats = job_stats(out)
+    assert stats["train"] == 4 and stats["evaluate"] == 5 and stats["build_tiny_model"] == 1
+    assert "results/paper" not in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_demo_end_to_end_and_idempotent(workdir):
+    """The CPU demo runs to the tables and figures; a second plan has nothing to do."""
+    r = snakemake(workdir, "--configfile", "config/demo.yaml", "--cores", "2", timeout=1800)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    res = workdir / "results" / "demo"
+    for run in ("pi1", "pi13", "pi1_pi13", "pool16"):
+        assert (res / "runs/tiny" / run / "best.json").is_file()
+        assert (res / "runs/tiny" / run / "eval/step_4/math500/summary.json").is_file()
+        assert (res / "runs/tiny" / run / "train/state").exists() or (res / "runs/tiny" / run / "train/done.json").is_file()
+    header = (res / "metrics.csv").read_text().splitlines()[0]
+    assert header == "model,run,step,benchmark,grader,metric,value"
+    assert any((res / "tables").glob("*.md")) and any((res / "figures").glob("*.png"))
+    again = snakemake(workdir, "-n", "--configfile", "config/demo.yaml")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
