@@ -123,6 +123,21 @@ def test_single_run_target(workdir):
                             train=1, evaluate=12, select_best=1, total=19)  # 11 chunks + the base model
 
 
+def test_ranking_from_our_own_scoring_run(workdir):
+    """score_pool.source = run: the ranking waits for a 500-step full-set run (acc/by_index)."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["score_pool"]["source"] = "run"
+    conf = workdir / "own.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    r = snakemake(workdir, "results/paper/data/ranking.csv", "-n", "-p", "--configfile", str(conf))  # target first: --configfile takes several values
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert job_stats(out) == Counter(prepare_data=1, make_train_set=1, run_config=1, train=1, score_pool=1,
+                                     rank_examples=1, total=6)
+    assert f"results/paper/runs/{M15}/dsr_sub--hvs500/train/done.json" in out
+    assert f"score-pool --metrics results/paper/runs/{M15}/dsr_sub--hvs500/train/metrics.jsonl --up-to-step 500" in out
+
+
 def test_config_error_stops_before_any_job(workdir):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["experiments"]["E12"]["runs"].append("pi1--t5r99")
