@@ -1,6 +1,9 @@
 """Learning test: the real trainer, with only the reward swapped for a synthetic verifiable one, learns.
 
-Reward 1 iff the first response token id is divisible by 5 (≈20% of a near-uniform random policy).
+Reward 1 iff the first response token id is divisible by 7. The tiny model is initialised with a
+larger weight scale (initializer_range 0.3) so that, like a pretrained LM and unlike a std-0.02 random
+init, its policy is peaked on a handful of tokens rather than uniform over 151,936; about 1 in 7 of
+those earn the reward at the start.
 The whole GRPO path runs (rollout, group advantages, chunked log-probs, PPO-clip + KL + entropy,
 AdamW); breaking the advantage sign or the loss makes the reward fall instead of rising.
 """
@@ -8,6 +11,8 @@ AdamW); breaking the advantage sign or the loss makes the reward fall instead of
 import json
 
 import pytest
+
+from oneshot_rlvr.modeling import build_tiny_model
 
 from oneshot_rlvr.config import from_dict
 from oneshot_rlvr.rewards import RewardBatch
@@ -20,13 +25,13 @@ class FirstTokenReward:
 
     def __call__(self, prompts, responses, gts, response_ids=None):
         # graded on the sampled token ids themselves (re-tokenising decoded text would not round-trip)
-        scores = [float(ids[0] % 5 == 0) for ids in response_ids]
+        scores = [float(ids[0] % 7 == 0) for ids in response_ids]
         return RewardBatch(scores=scores, correct=[s > 0 for s in scores], boxed=[False] * len(scores))
 
 
 def _cfg(model, pi1, **kw):
     base = dict(model=str(model), train_file=str(pi1), train_batch_size=4, n=8, max_response_length=2,
-                engine="hf", total_steps=30, save_freq=1000, save_step0=False, lr=3e-3, temperature=1.0,
+                engine="hf", total_steps=12, save_freq=1000, save_step0=False, lr=3e-3, temperature=1.0,
                 progress=False, tensorboard=False, gradient_checkpointing=False)
     base.update(kw)
     return from_dict(base)
@@ -48,16 +53,21 @@ def _run(tmp_path, model, pi1, monkeypatch=None, flip=False):
     return rewards
 
 
-@pytest.mark.slow
-def test_reward_rises(tmp_path, tiny_model_dir, pi1_file):
-    rewards = _run(tmp_path, tiny_model_dir, pi1_file)
-    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
-    print("reward first 3 steps", first, "last 3 steps", last)
-    assert first < 0.3
-    assert last > 0.8
+@pytest.fixture(scope="module")
+def peaked_model(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("peaked") / "m", seed=0, initializer_range=0.3)
 
 
 @pytest.mark.slow
-def test_wrong_advantage_sign_does_not_learn(tmp_path, tiny_model_dir, pi1_file, monkeypatch):
-    rewards = _run(tmp_path, tiny_model_dir, pi1_file, monkeypatch, flip=True)
-    assert sum(rewards[-3:]) / 3 < 0.3
+def test_reward_rises(tmp_path, peaked_model, pi1_file):
+    rewards = _run(tmp_path, peaked_model, pi1_file)
+    print("reward per step", rewards)
+    assert rewards[0] < 0.3  # step 1 samples from the initial policy
+    assert sum(rewards[-3:]) / 3 > 0.8
+
+
+@pytest.mark.slow
+def test_wrong_advantage_sign_does_not_learn(tmp_path, peaked_model, pi1_file, monkeypatch):
+    rewards = _run(tmp_path, peaked_model, pi1_file, monkeypatch, flip=True)
+    print("reward per step", rewards)
+    assert sum(rewards[-3:]) / 3 < 0.1
