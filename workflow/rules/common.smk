@@ -105,6 +105,19 @@ def resource(kind, key):
     return lambda wildcards: PLAN.resources(wildcards.model, kind)[key]
 
 
+def scaled(kind, key):
+    """mem_mb / runtime grow with Snakemake's `attempt`: a resubmission after OOM or TIMEOUT
+    (profile `retries:`) asks for more."""
+    if kind == "evaluate":
+        return lambda wildcards, attempt: EVAL_RESOURCES[key] * attempt
+    return lambda wildcards, attempt: PLAN.resources(wildcards.model, kind)[key] * attempt
+
+
+def train_command(wildcards):
+    """commands.train with {gpus} filled in, e.g. `torchrun --standalone --nproc_per_node={gpus} ...`."""
+    return config["commands"]["train"].format(gpus=PLAN.resources(wildcards.model, "train")["gpus"])
+
+
 # ---------------------------------------------------------------- evaluation
 def eval_chunk(wildcards):
     chunks = PLAN.eval_chunks(wildcards.model, wildcards.run)

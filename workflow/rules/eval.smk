@@ -17,10 +17,10 @@ rule evaluate:
         "results/{name}/runs/{model}/{run}/benchmarks/evaluate_chunk_{chunk}.tsv"
     threads: EVAL_RESOURCES["threads"]
     resources:
-        # static values (not per-model callables): ~5,000 evaluate jobs keep `snakemake -n` fast
+        # global, not per model: fewer callables per job keep `snakemake -n` fast
         gpu=EVAL_RESOURCES["gpus"],
-        mem_mb=EVAL_RESOURCES["mem_mb"],
-        runtime=EVAL_RESOURCES["runtime"],
+        mem_mb=scaled("evaluate", "mem_mb"),
+        runtime=scaled("evaluate", "runtime"),
     params:
         calls=evaluate_commands,
         marker=evaluate_marker,

@@ -32,10 +32,10 @@ rule train:
     threads: lambda wildcards: PLAN.resources(wildcards.model, "train")["threads"]
     resources:
         gpu=resource("train", "gpus"),
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
+        mem_mb=scaled("train", "mem_mb"),
+        runtime=scaled("train", "runtime"),
     params:
-        train=config["commands"]["train"],
+        train=train_command,
         out=lambda wildcards: f"results/{wildcards.name}/runs/{wildcards.model}/{wildcards.run}/train",
     conda:
         "../../envs/rlvr-gpu.yaml"
