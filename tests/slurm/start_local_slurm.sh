@@ -135,6 +135,8 @@ InactiveLimit=0
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
+# Store the job comment (the plugin writes rule_<rule>_wildcards_<...> there) for sacct -o Comment.
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 GresTypes=gpu
 $OVERRIDES
