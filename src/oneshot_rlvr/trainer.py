@@ -150,6 +150,49 @@ class Rollout:
     correct: list[bool]
 
 
+def _dist():
+    """(rank, world size): torchrun ranks when a process group is up, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if _dist()[1] > 1:
+        dist.barrier()
+
+
+def _all_sum(x: float) -> float:
+    import torch.distributed as dist
+
+    if _dist()[1] == 1:
+        return x
+    t = torch.tensor([float(x)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.item()
+
+
+def _all_gather_list(xs: list) -> list:
+    """Concatenate a per-rank list over ranks, in rank order (identity on one process)."""
+    import torch.distributed as dist
+
+    if _dist()[1] == 1:
+        return list(xs)
+    parts: list = [None] * _dist()[1]
+    dist.all_gather_object(parts, list(xs))
+    return [x for part in parts for x in part]
+
+
+def shard_rows(items: list, rank: int, world: int) -> list:
+    """Contiguous share of prompt rows for one rank; a GRPO group (one row × n) never spans ranks."""
+    per = -(-len(items) // world)
+    return items[rank * per:(rank + 1) * per]
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as fh:
@@ -249,17 +292,22 @@ class GRPOTrainer:
             raise TrainingError(f"step {step}: non-finite reward from the reward function")
         t2 = time.perf_counter()
         ro = Rollout(prompt_ids, resp_ids, torch.tensor(groups), idx, finish, scores, list(rb.correct))
-        lens = [len(r) for r in resp_ids]
+        # metrics over the whole batch (every rank's share)
+        all_scores = _all_gather_list(rb.scores)
+        all_idx = _all_gather_list(idx)
+        lens = _all_gather_list([len(r) for r in resp_ids])
+        finish_all = _all_gather_list(finish)
+        boxed = _all_gather_list(list(getattr(rb, "boxed", None) or []))
         stats = {
-            "reward/mean": scores.mean().item(),
-            "acc/mean": float(np.mean(rb.correct)),
-            "acc/by_index": _accuracy_by_index(idx, rb.scores, cfg.n),
+            "reward/mean": float(np.mean(all_scores)),
+            "acc/mean": float(np.mean(_all_gather_list(rb.correct))),
+            "acc/by_index": _accuracy_by_index(all_idx, all_scores, cfg.n),
             "response_length/mean": float(np.mean(lens)),
             "response_length/max": int(max(lens)),
-            "response_length/clip_ratio": float(np.mean([f == "length" for f in finish])),
-            "boxed_ratio": float(np.mean(rb.boxed)) if getattr(rb, "boxed", None) else 0.0,
-            "grader/timeouts": int(getattr(rb, "timeouts", 0)),
-            "grader/errors": int(getattr(rb, "errors", 0)),
+            "response_length/clip_ratio": float(np.mean([f == "length" for f in finish_all])),
+            "boxed_ratio": float(np.mean(boxed)) if boxed else 0.0,
+            "grader/timeouts": int(_all_sum(getattr(rb, "timeouts", 0))),
+            "grader/errors": int(_all_sum(getattr(rb, "errors", 0))),
             "time/rollout": t1 - t0,
             "time/reward": t2 - t1,
         }
@@ -285,14 +333,17 @@ class GRPOTrainer:
         cfg = self.cfg
         self.model.train()
         n_seq = len(ro.response_ids)
-        mini = cfg.mini_batch_prompts * cfg.n
+        mini = -(-cfg.mini_batch_prompts * cfg.n // _dist()[1])  # this rank's share
         on_policy = old_lp is None
         totals = {"pg_loss": 0.0, "entropy": 0.0, "kl": 0.0, "pg_clipfrac": 0.0, "approx_kl": 0.0}
         norms, n_steps, tok_total = [], 0, 0
         for _epoch in range(cfg.ppo_epochs):
             for m0 in range(0, n_seq, mini):
                 idx = list(range(m0, min(m0 + mini, n_seq)))
-                mb_tokens = sum(len(ro.response_ids[i]) for i in idx)
+                # denominators over every rank's share of the mini-batch: the summed gradient then equals
+                # the single-process one
+                mb_tokens = _all_sum(sum(len(ro.response_ids[i]) for i in idx))
+                mb_seqs = _all_sum(len(idx))
                 self.optimizer.zero_grad(set_to_none=True)
                 lens = [len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx]
                 for mb_local in micro_batches(lens, cfg.micro_batch_tokens):
@@ -319,13 +370,19 @@ class GRPOTrainer:
                             raise TrainingError(f"step {step}: non-finite {term} ({v.item()}); stopping before the "
                                                 "optimizer step, the last checkpoint is intact")
                     # weight of this micro-batch in the mini-batch mean
-                    w = (sum(rl) / mb_tokens) if cfg.agg == "token-mean" else (len(mb) / len(idx))
+                    w = (sum(rl) / mb_tokens) if cfg.agg == "token-mean" else (len(mb) / mb_seqs)
                     (loss * w).backward()
                     totals["pg_loss"] += pg.item() * w
                     totals["entropy"] += ent_loss.item() * w
                     totals["kl"] += float(kl_val.detach()) * w
                     totals["pg_clipfrac"] += clipfrac.item() * w
                     totals["approx_kl"] += akl.item() * w
+                if _dist()[1] > 1:
+                    import torch.distributed as dist
+
+                    for prm in self.model.parameters():
+                        if prm.grad is not None:
+                            dist.all_reduce(prm.grad)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 if not torch.isfinite(grad_norm):
                     raise TrainingError(f"step {step}: non-finite gradient norm ({grad_norm.item()}); stopping "
@@ -335,7 +392,7 @@ class GRPOTrainer:
                 n_steps += 1
                 tok_total += mb_tokens
         self.scheduler.step()
-        stats = {k: v / max(n_steps, 1) for k, v in totals.items()}
+        stats = {k: _all_sum(v) / max(n_steps, 1) for k, v in totals.items()}
         stats.update({"grad_norm": float(np.mean(norms)), "lr": self.optimizer.param_groups[0]["lr"],
                       "optimizer_steps": n_steps})
         return stats
@@ -383,10 +440,11 @@ class GRPOTrainer:
 
     def try_resume(self) -> int:
         state_dir = self.out / "state"
+        # half-written states / checkpoints of a killed run are never loaded, only removed
+        for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
         if not state_dir.is_dir():
             return 0
-        for tmp in state_dir.glob(".step_*.tmp"):  # a half-written state from a killed run: never loaded
-            shutil.rmtree(tmp, ignore_errors=True)
         done = sorted((int(p.name.split("_")[1]), p) for p in state_dir.glob("step_*") if (p / "trainer.pt").is_file())
         if not done:
             return 0
@@ -408,18 +466,20 @@ class GRPOTrainer:
     def train(self) -> dict:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
+        main = _dist()[0] == 0  # rank 0 writes every file; all ranks hold identical weights
+        if main:
+            (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
         self.setup()
         start = self.try_resume()
         metrics_path = self.out / "metrics.jsonl"
         n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() and start > 0 else 0
-        if start == 0:
+        if start == 0 and main:
             metrics_path.write_text("")
             if cfg.save_step0:
                 self.save_checkpoint(0)
         self.engine = self._make_engine()
-        writer = _tensorboard(self.out / "tb") if cfg.tensorboard else None
-        bar = _progress(cfg.total_steps, start, cfg.progress)
+        writer = _tensorboard(self.out / "tb") if cfg.tensorboard and main else None
+        bar = _progress(cfg.total_steps, start, cfg.progress and main)
         saved = sorted(int(p.name.split("_")[1]) for p in (self.out / "checkpoints").glob("step_*"))
         last: dict = {}
         try:
@@ -432,7 +492,7 @@ class GRPOTrainer:
                 else:
                     sync_s = 0.0
                 epoch, positions = self.sampler.batch(step - 1)
-                batch_rows = [self.rows[i] for i in positions]
+                batch_rows = shard_rows([self.rows[i] for i in positions], *_dist())
                 ro, stats = self.rollout(step, batch_rows)
                 adv = algos.grpo_advantages(ro.scores, ro.group_ids, cfg.adv_eps, cfg.norm_adv_by_std)
                 t = time.perf_counter()
@@ -447,17 +507,20 @@ class GRPOTrainer:
                        "prompts/dropped_overlong": self.dropped,
                        "time/sync": sync_s, "time/logprob": t_lp, "time/update": t_up,
                        "time/step": time.perf_counter() - t_step}
-                with open(metrics_path, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
+                if main:
+                    with open(metrics_path, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
                 n_lines += 1
                 if writer is not None:
                     for k, v in rec.items():
                         if isinstance(v, (int, float)) and not isinstance(v, bool):
                             writer.add_scalar(k, v, step)
-                if step % cfg.save_freq == 0 or step == cfg.total_steps:
+                if (step % cfg.save_freq == 0 or step == cfg.total_steps) and main:
                     self.save_checkpoint(step)
-                    saved.append(step)
                     self.save_state(step, n_lines)
+                if step % cfg.save_freq == 0 or step == cfg.total_steps:
+                    saved.append(step)
+                    _barrier()
                 last = rec
                 bar.set_postfix(reward=f"{rec['reward/mean']:.3f}", len=f"{rec['response_length/mean']:.0f}")
                 bar.update(1)
@@ -467,6 +530,8 @@ class GRPOTrainer:
                 writer.close()
             if hasattr(self.reward_fn, "close"):
                 self.reward_fn.close()
+        if not main:
+            return last
         _atomic_write_text(self.out / "done.json",
                            json.dumps({"steps": sorted(set(saved)), "final_step": cfg.total_steps}, indent=1))
         return last
@@ -519,7 +584,19 @@ def train(cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None) ->
     if cfg.deepspeed:
         raise RlvrError("config key 'deepspeed': the DeepSpeed path is not available in this version; "
                         "set deepspeed: false")
+    _init_distributed()
     return GRPOTrainer(cfg, out, reward_fn).train()
+
+
+def _init_distributed() -> None:
+    """Under torchrun (WORLD_SIZE > 1): one process per GPU (nccl) or per CPU rank (gloo)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
 __all__ = ["GRPOTrainer", "train", "response_logprobs", "micro_batches", "pad_flat"]

@@ -1,0 +1,44 @@
+"""Helper for test_multirank.py: one GRPO update on a fixed batch, on 1 process or under torchrun.
+
+usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG
+Each rank takes its contiguous share of the prompt rows (whole groups), exactly as the trainer does.
+"""
+
+import random
+import sys
+
+import torch
+
+from oneshot_rlvr import algos
+from oneshot_rlvr.config import from_dict
+from oneshot_rlvr.trainer import GRPOTrainer, Rollout, _dist, _init_distributed, shard_rows
+
+
+def main():
+    model, pi1, out, agg = sys.argv[1:5]
+    _init_distributed()
+    rank, world = _dist()
+    cfg = from_dict(dict(model=model, train_file=pi1, train_batch_size=4, n=4, engine="hf", lr=1e-3, agg=agg,
+                         gradient_checkpointing=False, progress=False, tensorboard=False))
+    t = GRPOTrainer(cfg, "/tmp/unused")
+    t.setup()
+    rng = random.Random(0)
+    prompt = t.rows[0].prompt_ids
+    rows = []  # 4 prompt rows × 4 responses of varied length, fixed scores
+    for g in range(4):
+        for j in range(4):
+            rows.append((g, [rng.randrange(1000, 5000) for _ in range(rng.randint(2, 9))], float((g + j) % 3 == 0)))
+    scores = torch.tensor([r[2] for r in rows])
+    adv_all = algos.grpo_advantages(scores, torch.tensor([r[0] for r in rows]))
+    groups = shard_rows(list(range(4)), rank, world)
+    mine = [i for i, r in enumerate(rows) if r[0] in groups]
+    ro = Rollout([prompt] * len(mine), [rows[i][1] for i in mine], torch.tensor([rows[i][0] for i in mine]),
+                 [124] * len(mine), ["stop"] * len(mine), scores[mine], [False] * len(mine))
+    ref = t._logprobs(t.ref_model, ro, False)[0]
+    stats = t.update(1, ro, adv_all[mine], ref, None)
+    if rank == 0:
+        torch.save({"params": {k: v.detach().clone() for k, v in t.model.state_dict().items()}, "stats": stats}, out)
+
+
+if __name__ == "__main__":
+    main()
