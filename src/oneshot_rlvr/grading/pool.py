@@ -131,7 +131,9 @@ class GraderPool:
         if start_method == "forkserver":
             # Only effective if this process has not started a fork server yet; otherwise workers
             # import the graders themselves (slower replacement, same behaviour).
-            self._ctx.set_forkserver_preload(["oneshot_rlvr.grading.core"])
+            # "__main__" too (Python's default): the server imports the main module once, so workers
+            # do not each re-import it (spawn/forkserver semantics: scripts need the __main__ guard).
+            self._ctx.set_forkserver_preload(["__main__", "oneshot_rlvr.grading.core"])
         self._lock = threading.Lock()
         self._closed = False
         self.stats = {"timeouts": 0, "errors": 0, "restarts": 0}

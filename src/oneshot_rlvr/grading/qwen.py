@@ -3,7 +3,8 @@
 Pipeline (grading.md §2, official-repo.md §4.2), written from the documented behaviour:
   prediction = strip(strip(extract(response)))     (the harness strips once in extraction, once more
                                                     before comparison)
-  gold       = last box of gold if boxed; then strip (Minerva: only "\\leq" -> "\\le")
+  gold       = math/math500/minerva: strip(strip(gold)) (Minerva: one strip keeping units, then only
+               \\leq->\\le etc.); other benchmarks: strip(gold)
   correct    = math_equal(prediction, gold)
 
 `extract`: Minerva "final answer is $..$. I hope" -> last "boxed" (brace-matched, or "\\boxed 5" cut at
@@ -59,10 +60,10 @@ _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 
 def _word_to_number(text: str) -> str:
     """"twenty five" -> "25"; a pure digit string loses leading zeros; anything else is unchanged."""
-    s = text.replace("-", " ").lower().strip()
+    s = text.replace("-", " ").lower()  # no strip: "-10" -> " 10" is not a digit string (kept as is)
     if s.isdigit():
         return str(int(s)) if len(s) < 4000 else text
-    words = s.split()
+    words = s.strip().split()
     if not words or any(w not in _NUMBER_WORDS and w not in _SCALES and w != "and" for w in words):
         return text
     total, current = 0, 0
@@ -204,14 +205,7 @@ def qwen_extract_answer(pred_str: str, benchmark: str | None = None) -> str:
     else:
         nums = _LAST_NUMBER.findall(pred_str.replace(",", ""))
         pred = nums[-1] if nums else ""
-    pred = re.sub(r"\n\s*", "", pred)
-    if pred.startswith(":"):
-        pred = pred[1:]
-    if pred.endswith("."):
-        pred = pred[:-1]
-    if pred.endswith("/"):
-        pred = pred[:-1]
-    return qwen_strip_string(pred, skip_unit=benchmark in ("carp_en", "minerva_math"))
+    return qwen_strip_string(_answer_cleanup(pred), skip_unit=benchmark in ("carp_en", "minerva_math"))
 
 
 # ------------------------------------------------------------------------------------ math_equal
@@ -406,12 +400,32 @@ def qwen_math_equal(prediction, reference) -> bool:
     return _symbolic_equal(prediction, reference)
 
 
+def _answer_cleanup(pred: str) -> str:
+    """extract_answer's cleanup between extraction and strip_string."""
+    pred = re.sub(r"\n\s*", "", pred)
+    if pred.startswith(":"):
+        pred = pred[1:]
+    if pred.endswith("."):
+        pred = pred[:-1]
+    if pred.endswith("/"):
+        pred = pred[:-1]
+    return pred
+
+
 def qwen_gold(gold, benchmark: str | None = None) -> str:
+    """The harness's `parse_ground_truth` + post-processing for a gold answer string.
+
+    math/math500/minerva golds come from `extract_answer(solution)`, which strips once (minerva with
+    unit words kept); the post-processing then strips again, except for minerva, which only rewrites
+    \\neq/\\leq/\\geq. Other benchmarks' answer fields are stripped once."""
     gold = sanitize_text(gold).strip()
+    from_solution = benchmark in ("math", "math500", "minerva_math")
     if "boxed" in gold:
-        gold = _after_boxed(gold)
-    if benchmark == "minerva_math":
-        return gold.replace("\\leq", "\\le")
+        gold, from_solution = _after_boxed(gold), True
+    if from_solution:
+        gold = qwen_strip_string(_answer_cleanup(gold), skip_unit=benchmark in ("carp_en", "minerva_math"))
+    if benchmark in ("carp_en", "minerva_math"):
+        return gold.replace("\\neq", "\\ne").replace("\\leq", "\\le").replace("\\geq", "\\ge")
     return qwen_strip_string(gold.strip("$") if benchmark == "olympiadbench" else gold)
 
 
