@@ -42,6 +42,9 @@ def _gold_choice(gold) -> str:
 def grade_local(response, gold, grader: str, benchmark: str | None = None) -> tuple[bool, str | None]:
     """(correct, extracted) for one item, in this process."""
     check_grader(grader)
+    if isinstance(gold, (list, tuple)):
+        # e.g. OlympiadBench `final_answer` passed whole: several answers form one list answer.
+        gold = ", ".join(str(g) for g in gold)
     if benchmark in CHOICE_BENCHMARKS:
         # ARC multiple choice: every grader compares the committed letter with the answer key.
         choice = extract_choice(response)

@@ -135,6 +135,7 @@ class _Num:
 
 def _to_num(s: str) -> _Num | None:
     """A plain number (int, decimal, fraction, a/b, scientific, optional %), exactly; else None."""
+    s = re.sub(r"^(-?)\s*\\\$\s*", r"\1", s.strip())  # currency: "\$1,200" is 1200
     s = _WRAPPERS.sub("", s).replace(" ", "").replace("{,}", "")
     s = re.sub(r"\^\{?\\circ\}?$", "", s)
     s = re.sub(r"\\text\{[^{}]*\}$", "", s) if re.match(r"^[-+.\d]", s) else s
@@ -210,6 +211,9 @@ def _canon_string(s: str) -> str:
     s = re.sub(r"\^\{?\\circ\}?", "", s)
     s = re.sub(r"\\(?:text|textbf|mathbf|mbox|operatorname)\{([^{}]*)\}", r"\1", s)
     s = re.sub(r"\s+|\\[,;: ]", "", s)
+    m = re.fullmatch(r"\(([A-E])\)", s)
+    if m:
+        return m.group(1).lower()  # choice labels: "(B)" is "B" (letters compare case-insensitively)
     return s.lower() if re.fullmatch(r"[A-Za-z ]+", s) else s
 
 
@@ -449,12 +453,26 @@ def _compare_constants(pred: str, gold: str) -> bool | None:
     return sympy.N(pe - ge, 50) == 0 or abs(complex(sympy.N(pe - ge, 50))) <= 1e-40 * max(scale, 1e-300)
 
 
+_COLUMN = re.compile(r"^\\begin\{[pb]matrix\}(?P<body>[^&]*?)\\end\{[pb]matrix\}$", re.S)
+
+
+def _column_to_tuple(s: str) -> str:
+    """A single-column pmatrix/bmatrix as a tuple: a tuple answer counts as a column vector."""
+    m = _COLUMN.match(s.strip())
+    if m is None:
+        return s
+    rows = [r.strip() for r in m.group("body").split("\\\\") if r.strip()]
+    return "(" + ", ".join(rows) + ")" if len(rows) > 1 else s
+
+
 @lru_cache(maxsize=8192)
 def _compare_answer(pred: str, gold: str, benchmark: str | None) -> bool:
     """Compare one normalised final answer with the normalised gold (cached: GRPO rollouts of one
     prompt repeat the same final answers)."""
     if not pred:
         return False
+    if ("matrix}" in pred) != ("matrix}" in gold):
+        pred, gold = _column_to_tuple(pred), _column_to_tuple(gold)
     if _HEDGE.search(pred) and not _HEDGE.search(gold):
         return False
     if _canon_string(pred) == _canon_string(gold):
@@ -507,6 +525,8 @@ def grade_math_verify(response: str, gold, benchmark: str | None = None) -> tupl
         return False, None
     gold_group, _ = final_boxed_group(gold) if "\\boxed" in gold or "\\fbox" in gold else ([gold], "and")
     gold = ", ".join(gold_group)
+    if len(gold) > 2 and gold.startswith("$") and gold.endswith("$"):
+        gold = gold.strip("$").strip()  # OlympiadBench-style "$...$" golds
     gold = _canon_numbers(normalize_answer_text(gold))
     if not gold:
         return False, None  # an empty gold never matches
