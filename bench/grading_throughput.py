@@ -15,7 +15,6 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 
 from oneshot_rlvr import RESOURCES
 from oneshot_rlvr.grading import GraderPool
