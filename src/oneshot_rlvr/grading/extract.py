@@ -180,10 +180,12 @@ def split_think(text: str) -> tuple[str | None, bool]:
 
 # ---------------------------------------------------------------- multiple choice (ARC)
 
-_LETTERS = "ABCD"
-_DIGIT_TO_LETTER = {"1": "A", "2": "B", "3": "C", "4": "D"}
+# ARC offers up to five choices (7 rows; arc_e row 1441 has key "E"); NYSEDREGENTS rows use
+# digit labels, mapped 1-5 -> A-E as the prompt shows them.
+_LETTERS = "ABCDE"
+_DIGIT_TO_LETTER = {str(i + 1): letter for i, letter in enumerate(_LETTERS)}
 _CHOICE_TOKEN = re.compile(
-    r"^\s*(?:\\text\{|\\textbf\{|\\mathrm\{|\\mathbf\{)?\s*\(?\s*([A-Da-d1-4])\s*\)?\s*\}?\s*[.:)]?\s*"
+    r"^\s*(?:\\text\{|\\textbf\{|\\mathrm\{|\\mathbf\{)?\s*\(?\s*([A-Ea-e1-5])\s*\)?\s*\}?\s*[.:)]?\s*"
     r"(?:[-:.)]\s*.*)?$",
     re.S,
 )
@@ -195,7 +197,7 @@ def _choice_from_fragment(frag: str) -> str | None:
     if not frag or len(frag) > 300:
         return None
     # Several letters (e.g. "A, C" or "A or C") are a hedge, not an answer.
-    if re.fullmatch(r"\(?[A-Da-d]\)?\s*(?:,|\band\b|\bor\b|/|&)\s*\(?[A-Da-d]\)?.*", frag):
+    if re.fullmatch(r"\(?[A-Ea-e]\)?\s*(?:,|\band\b|\bor\b|/|&)\s*\(?[A-Ea-e]\)?.*", frag):
         return None
     m = _CHOICE_TOKEN.match(frag)
     if m is None:
@@ -209,11 +211,11 @@ def _choice_from_fragment(frag: str) -> str | None:
 
 
 def extract_choice(response) -> str | None:
-    """The multiple-choice label (A-D) a response commits to, or None.
+    """The multiple-choice label (A-E) a response commits to, or None.
 
     Order: (1) the last brace-matched `\\boxed{}` / `\\fbox{}` holding a single label ("B", "(B)",
     "\\text{B}", "B. text"); (2) the last "answer is (B)" / "answer: B" / "choice is B" / "option B";
-    (3) the whole response (after `</think>`) being a lone label. Digit labels 1-4 map to A-D.
+    (3) the whole response (after `</think>`) being a lone label. Digit labels 1-5 map to A-E.
     Hedges such as "A, C" or "A or C" give None.
     """
     text = sanitize_text(response)
@@ -226,7 +228,7 @@ def extract_choice(response) -> str | None:
     tail = body[-3000:]
     pat = re.compile(
         r"(?:answer|choice|option)\s*(?:is|:|would be|will be|=)?\s*(?:option|choice)?\s*[:\-]?\s*"
-        r"\**\s*\(?\s*([A-D1-4])\s*\)?(?![A-Za-z0-9])",
+        r"\**\s*\(?\s*([A-E1-5])\s*\)?(?![A-Za-z0-9])",
         re.I,
     )
     hits = list(pat.finditer(tail))
