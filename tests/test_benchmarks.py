@@ -170,13 +170,12 @@ def test_boxed_gold_is_correct_qwen(pool, name):
     assert _boxed_gold_verdicts(pool, name, "qwen") == []
 
 
+# The one row the harness itself loses: it strips a prediction twice but a Minerva gold once, and the
+# second strip's trailing-"\text{...}$" rule cuts "\lambda_{\text{red}}/\sqrt{2}" to "\lambda_{" (scored 0).
+QWEN_HARNESS_LOSSES = {"minerva_math": [(139, "\\lambda_{\\text {red}} / \\sqrt{2}")]}
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="grading.qwen.qwen_gold does not normalise solution-derived golds as the harness does "
-    "(extract_answer + strip_string, twice for math500, skip_unit for minerva): math500 row 383 "
-    "'x \\in [-2,7]', minerva negatives such as '-10' (the harness's word2number drops the sign on both sides)",
-)
 @pytest.mark.parametrize("name", ["math500", "minerva_math"])
 def test_boxed_gold_is_correct_qwen_solution_golds(pool, name):
-    assert _boxed_gold_verdicts(pool, name, "qwen") == []
+    assert _boxed_gold_verdicts(pool, name, "qwen") == QWEN_HARNESS_LOSSES.get(name, [])
