@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rank": ("rank", "rank pool examples by historical variance (pi_1 ... pi_N)"),
     "run-config": ("run_config", "write the run config (YAML for `rlvr train`) of one experiment of the registry"),
     "make-train-set": ("make_train_set", "build a training set: pi-sets duplicated to the batch, labels overridden or noised"),
+    "prune": ("prune", "delete evaluated checkpoints per the retention policy (never the best one)"),
     "collect": ("collect", "collect every evaluation summary of a results tree into one long table"),
     "tables": ("tables", "paper-style tables (Markdown, LaTeX, CSV) with the paper's numbers beside ours"),
     "figures": ("figures", "paper-style figures (PNG + PDF)"),
