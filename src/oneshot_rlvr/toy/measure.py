@@ -24,7 +24,7 @@ from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
 
-from oneshot_rlvr.toy.tasks import CATEGORIES, SUBJECTS
+from oneshot_rlvr.toy.tasks import CATEGORIES
 from oneshot_rlvr.toy.world import read_jsonl
 
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")

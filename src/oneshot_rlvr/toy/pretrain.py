@@ -31,8 +31,8 @@ IGNORE = -100
 @dataclass
 class PretrainConfig:
     seed: int = 0
-    steps: int = 400
-    batch_size: int = 32
+    steps: int = 1200
+    batch_size: int = 16
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 30
@@ -41,12 +41,13 @@ class PretrainConfig:
     slip_rate: float = 0.25  # share of training solutions with one arithmetic slip
     corpus_size: int = 20000
     # model shape: head_dim = hidden_size / num_attention_heads must be >= 32 for vLLM's CPU attention.
-    # Sized for ~10 min on 2 shared CPU cores (about 17 GFLOP per step of 32 sequences).
-    hidden_size: int = 128
-    num_hidden_layers: int = 3
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    intermediate_size: int = 384
+    # 288k parameters; the default run costs ~5.7 CPU-minutes (measured, 1 thread, docs/miniature.md).
+    # Deeper-narrow beat wider-shallow at equal cost (loss 0.65 vs 0.81 for 128 x 2 layers).
+    hidden_size: int = 64
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
+    intermediate_size: int = 256
     max_position_embeddings: int = 1024
     minutes: float | None = None  # wall-clock cap; None = run all steps
     progress: bool = True
