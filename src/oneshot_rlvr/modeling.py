@@ -70,8 +70,8 @@ def load_model(path: str, dtype, device: str):
     check_model_path(path)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise RlvrError(f"cannot load model from {path}: {exc}") from None
+    except Exception as exc:  # corrupt weights surface as OSError, ValueError or safetensors' own error
+        raise RlvrError(f"cannot load model from {path}: {type(exc).__name__}: {exc}") from None
     return model.to(device)
 
 

@@ -465,11 +465,11 @@ class GRPOTrainer:
     # -- the loop ----------------------------------------------------------------------------
     def train(self) -> dict:
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
         main = _dist()[0] == 0  # rank 0 writes every file; all ranks hold identical weights
+        self.setup()  # validates model, tokenizer and every data row before anything is written
         if main:
+            self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
-        self.setup()
         start = self.try_resume()
         metrics_path = self.out / "metrics.jsonl"
         n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() and start > 0 else 0
