@@ -156,7 +156,7 @@ def test_real_workflow_dryrun_puts_gpu_jobs_on_gpu_partition(profile, tmp_path):
     prof.pop("software-deployment-method", None)
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(prof))
-    r = _snakemake(["--profile", str(tmp_path / "profile"), "-n", "--nolock", "--configfile", str(demo)],
+    r = _snakemake(["--profile", str(tmp_path / "profile"), "-n", "--forceall", "--nolock", "--configfile", str(demo)],
                    cwd=REPO, timeout=300)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     jobs = _dryrun_job_resources(r.stdout + r.stderr)
