@@ -22,26 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from oneshot_rlvr.data import read_jsonl
 from oneshot_rlvr.errors import DataError
 
 
 # --------------------------------------------------------------------------------------- I/O
 def read_rows(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg}); truncated file?") from None
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
+    """One verl-format JSONL file; the same reader (and errors) as the trainer's."""
+    return read_jsonl(path)
 
 
 def validate_rows(rows: list[dict], where: str, unique_index: bool = True) -> None:
