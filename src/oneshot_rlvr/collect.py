@@ -17,6 +17,7 @@ import math
 import re
 from pathlib import Path
 
+from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
 
 COLUMNS = ["model", "run", "step", "benchmark", "grader", "metric", "value"]
@@ -59,21 +60,14 @@ def summary_rows(model: str, run: str, step: int, bench: str, summary: dict, whe
 
 def train_rows(model: str, run: str, metrics_path: Path) -> list[dict]:
     rows = []
-    with metrics_path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise DataError(f"{metrics_path}: line {lineno} is not valid JSON; truncated file?") from None
-            step = rec.get("step")
-            if not isinstance(step, int) or isinstance(step, bool):
-                raise DataError(f"{metrics_path}: line {lineno} has no integer 'step'")
-            for key, v in rec.items():
-                if key != "step" and _number(v):
-                    rows.append({"model": model, "run": run, "step": step, "benchmark": "train", "grader": "",
-                                 "metric": key, "value": float(v)})
+    for lineno, rec in iter_jsonl(metrics_path):
+        step = rec.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise DataError(f"{metrics_path}: line {lineno} has no integer 'step'")
+        for key, v in rec.items():
+            if key != "step" and _number(v):
+                rows.append({"model": model, "run": run, "step": step, "benchmark": "train", "grader": "",
+                             "metric": key, "value": float(v)})
     return rows
 
 

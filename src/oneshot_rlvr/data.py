@@ -25,19 +25,24 @@ class TrainRow:
     data_source: str = ""
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def iter_jsonl(path: str | Path):
+    """(line number, record) for each non-blank line; a bad line raises DataError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    rows = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg}); truncated file?") from None
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    rows = [rec for _, rec in iter_jsonl(path)]
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows

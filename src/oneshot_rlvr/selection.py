@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
 
 RANKING_COLUMNS = ["pi_rank", "dsr_sub_index", "hist_std", "hist_var", "hist_mean_acc", "n_epochs_recorded",
@@ -129,25 +130,18 @@ def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None
         raise DataError(f"training metrics not found: {metrics_path}")
     history: dict[str, list[float]] = {}
     seen_step = False
-    with metrics_path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise DataError(f"{metrics_path}: line {lineno} is not valid JSON; truncated file?") from None
-            step = rec.get("step")
-            if up_to_step is not None and isinstance(step, int) and step > up_to_step:
-                break
-            by_index = rec.get("acc/by_index")
-            if by_index is None:
-                continue
-            if not isinstance(by_index, dict):
-                raise DataError(f"{metrics_path}: line {lineno}: 'acc/by_index' must be a mapping index -> accuracy")
-            seen_step = True
-            for key in sorted(by_index, key=lambda k: int(k)):
-                history.setdefault(str(int(key)), []).append(float(by_index[key]))
+    for lineno, rec in iter_jsonl(metrics_path):
+        step = rec.get("step")
+        if up_to_step is not None and isinstance(step, int) and step > up_to_step:
+            break
+        by_index = rec.get("acc/by_index")
+        if by_index is None:
+            continue
+        if not isinstance(by_index, dict):
+            raise DataError(f"{metrics_path}: line {lineno}: 'acc/by_index' must be a mapping index -> accuracy")
+        seen_step = True
+        for key in sorted(by_index, key=lambda k: int(k)):
+            history.setdefault(str(int(key)), []).append(float(by_index[key]))
     if not seen_step:
         raise DataError(f"{metrics_path}: no step with 'acc/by_index' (was the run logged by `rlvr train`?)")
     return check_history(history, str(metrics_path))
