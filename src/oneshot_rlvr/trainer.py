@@ -336,7 +336,7 @@ class GRPOTrainer:
         mini = -(-cfg.mini_batch_prompts * cfg.n // _dist()[1])  # this rank's share
         on_policy = old_lp is None
         totals = {"pg_loss": 0.0, "entropy": 0.0, "kl": 0.0, "pg_clipfrac": 0.0, "approx_kl": 0.0}
-        norms, n_steps, tok_total = [], 0, 0
+        norms, n_steps = [], 0
         for _epoch in range(cfg.ppo_epochs):
             for m0 in range(0, n_seq, mini):
                 idx = list(range(m0, min(m0 + mini, n_seq)))
@@ -390,7 +390,6 @@ class GRPOTrainer:
                 self.optimizer.step()
                 norms.append(grad_norm.item())
                 n_steps += 1
-                tok_total += mb_tokens
         self.scheduler.step()
         stats = {k: _all_sum(v) / max(n_steps, 1) for k, v in totals.items()}
         stats.update({"grad_norm": float(np.mean(norms)), "lr": self.optimizer.param_groups[0]["lr"],
