@@ -23,10 +23,12 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 
 
-# tables and figures come from another file; it may define REPORT_TARGETS (a list of paths)
-if os.path.exists(os.path.join(workflow.basedir, "workflow/rules/report.smk")):
+# Optional rule files: report.smk may define REPORT_TARGETS (tables, figures), retention.smk
+# RETENTION_TARGETS (checkpoint pruning after evaluation), toy.smk builds miniature-world models.
+for _smk in ("report", "retention", "toy"):
+    if os.path.exists(os.path.join(workflow.basedir, f"workflow/rules/{_smk}.smk")):
 
-    include: "workflow/rules/report.smk"
+        include: f"workflow/rules/{_smk}.smk"
 
 
 rule all:
@@ -35,3 +37,4 @@ rule all:
         f"results/{NAME}/metrics.csv",
         expand("results/{name}/experiments/{experiment}/metrics.csv", name=NAME, experiment=config["experiments"]),
         globals().get("REPORT_TARGETS", []),
+        globals().get("RETENTION_TARGETS", []),
