@@ -17,6 +17,7 @@ logits never exist at once.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -407,14 +408,15 @@ class GRPOTrainer:
         old_dtype = self.model.config.dtype
         self.model.config.dtype = save_dtype  # config.json states the stored dtype
         self.model.config.use_cache = True
-        try:
-            self.model.save_pretrained(tmp, state_dict=state)
-        finally:
-            self.model.config.dtype = old_dtype
-            self.model.config.use_cache = False
-        self.tokenizer.save_pretrained(tmp)
-        _fsync_dir(tmp)
-        _replace_dir(tmp, final)
+        with _write_guard(step, "checkpoint", tmp, final):
+            try:
+                self.model.save_pretrained(tmp, state_dict=state)
+            finally:
+                self.model.config.dtype = old_dtype
+                self.model.config.use_cache = False
+            self.tokenizer.save_pretrained(tmp)
+            _fsync_dir(tmp)
+            _replace_dir(tmp, final)
 
     def save_state(self, step: int, metrics_lines: int) -> None:
         state_dir = self.out / "state"
@@ -422,17 +424,18 @@ class GRPOTrainer:
         tmp = state_dir / f".step_{step}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        torch.save({
-            "step": step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-            "metrics_lines": metrics_lines,
-            "config": self.cfg.to_dict(),
-        }, tmp / "trainer.pt")
-        _fsync_dir(tmp)
-        _replace_dir(tmp, final)
+        with _write_guard(step, "training state", tmp, final):
+            torch.save({
+                "step": step,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "metrics_lines": metrics_lines,
+                "config": self.cfg.to_dict(),
+            }, tmp / "trainer.pt")
+            _fsync_dir(tmp)
+            _replace_dir(tmp, final)
         for old in state_dir.glob("step_*"):  # keep only the newest complete state
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -534,6 +537,19 @@ class GRPOTrainer:
         _atomic_write_text(self.out / "done.json",
                            json.dumps({"steps": sorted(set(saved)), "final_step": cfg.total_steps}, indent=1))
         return last
+
+
+@contextlib.contextmanager
+def _write_guard(step: int, what: str, tmp: Path, final: Path):
+    """A failed write (disk full, quota, I/O error) stops the run with the step and path named; the
+    partial temp dir is removed, earlier checkpoints and states are untouched, so a rerun resumes."""
+    try:
+        yield
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TrainingError(f"step {step}: cannot write the {what} {final}: {exc.strerror or exc} "
+                            f"(errno {exc.errno}); earlier checkpoints and states are intact, "
+                            f"free space and rerun to resume") from exc
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
