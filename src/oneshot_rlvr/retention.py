@@ -3,13 +3,20 @@
 Policies (`keep_checkpoints`): `all` keeps everything; `evaluated-best` keeps the best-average step
 and every per-benchmark best step; `none-after-eval` keeps only the best-average step. A checkpoint
 is deleted only once its step appears in best.json's evaluated steps (every evaluation that needs
-it has completed), the newest one stays while the resumable training state refers to it, and the
-best-average step is never deleted. Returns what was kept and freed, in bytes.
+it has completed) and the best-average step is never deleted; if no step could be ranked nothing is
+deleted. A checkpoint is first renamed to `.step_<k>.deleting` and then removed, so a kill during
+the deletion never leaves a half-deleted `step_<k>` that looks like a checkpoint (the leftover is
+removed by the next prune or by `rlvr train`'s resume). The resumable state (train/state/, one step:
+`keep_optimizer: last`) is left alone.
+
+Returns the retention report: policy, kept/deleted steps and bytes kept (checkpoints, state, the
+whole run directory) and freed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,24 +29,38 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def prune(run_dir: str | Path, policy: str, dry_run: bool = False) -> dict:
+def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: list[str] | None = None) -> dict:
+    """Apply `policy` to run_dir/train/checkpoints/. With `benchmarks` (the run's evaluation list), a
+    step counts as evaluated only if eval/step_<k>/<bench>/summary.json exists for each of them;
+    without, best.json's steps minus its incomplete_steps are taken as evaluated."""
     if policy not in POLICIES:
         raise ConfigError(f"keep_checkpoints: {policy!r} is not one of {list(POLICIES)}")
     run_dir = Path(run_dir)
     best_path = run_dir / "best.json"
     if not best_path.is_file():
         raise DataError(f"{best_path}: missing; prune runs after select-best")
-    best = json.loads(best_path.read_text())
-    ckpts = {int(p.name.split("_")[1]): p for p in (run_dir / "train" / "checkpoints").glob("step_*")}
-    incomplete = {int(k) for k in best.get("incomplete_steps", {})}
-    evaluated = {int(s) for s in best.get("steps", [])} - incomplete
+    try:
+        best = json.loads(best_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{best_path}: not valid JSON ({exc.msg}); rerun select-best") from None
+    ckpts = {int(p.name[5:]): p for p in (run_dir / "train" / "checkpoints").glob("step_*")
+             if p.name[5:].isdigit() and p.is_dir()}
+    if benchmarks:
+        evaluated = {s for s in ckpts
+                     if all((run_dir / "eval" / f"step_{s}" / b / "summary.json").is_file() for b in benchmarks)}
+    else:
+        incomplete = {int(k) for k in best.get("incomplete_steps", {})}
+        evaluated = {int(s) for s in best.get("steps", [])} - incomplete
+    per_bench = {int(v["step"]) for v in best.get("per_benchmark", {}).values()}
     keep: set[int] = set(ckpts) if policy == "all" else set()
     if best.get("best_avg"):
         keep.add(int(best["best_avg"]["step"]))
-    if policy == "evaluated-best":
-        keep |= {int(v["step"]) for v in best.get("per_benchmark", {}).values()}
-    if best.get("best_avg") is None:  # nothing could be ranked: delete nothing
+    elif per_bench:  # a run without the six-benchmark average (e.g. MATH500 + AIME24): each one's best
+        keep |= per_bench
+    else:  # nothing could be ranked: delete nothing
         keep = set(ckpts)
+    if policy == "evaluated-best":
+        keep |= per_bench
     keep |= {s for s in ckpts if s not in evaluated}  # an evaluation still needs it
     freed, kept = 0, 0
     deleted = []
@@ -51,10 +72,14 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False) -> dict:
         freed += size
         deleted.append(step)
         if not dry_run:
-            shutil.rmtree(path)
-    report = {"policy": policy, "kept_steps": sorted(s for s in ckpts if s not in deleted), "deleted_steps": deleted,
-              "bytes_kept": kept, "bytes_freed": freed}
+            doomed = path.with_name(f".{path.name}.deleting")
+            os.replace(path, doomed)
+            shutil.rmtree(doomed)
+    if not dry_run:  # leftovers of a prune killed mid-deletion
+        for left in (run_dir / "train" / "checkpoints").glob(".step_*.deleting"):
+            shutil.rmtree(left, ignore_errors=True)
     state = run_dir / "train" / "state"
-    if state.is_dir():
-        report["bytes_state"] = _size(state)
-    return report
+    return {"run_dir": str(run_dir), "policy": policy, "kept_steps": sorted(s for s in ckpts if s not in deleted),
+            "deleted_steps": deleted, "bytes_kept": kept, "bytes_freed": freed,
+            "bytes_state": _size(state) if state.is_dir() else 0,
+            "bytes_run": _size(run_dir) - (freed if dry_run else 0)}

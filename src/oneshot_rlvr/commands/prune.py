@@ -1,8 +1,14 @@
-"""`rlvr prune`: delete evaluated checkpoints per the retention policy, never the best one."""
+"""`rlvr prune`: delete evaluated checkpoints per the retention policy, never the best one.
+
+Prints (and with --out writes) the retention report: policy, kept/deleted steps, bytes kept
+(`bytes_kept` checkpoints, `bytes_state` resumable state, `bytes_run` the whole run directory) and
+`bytes_freed`. Light: no torch import (it runs as a local job of the workflow)."""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 
 def add_arguments(p):
@@ -10,17 +16,20 @@ def add_arguments(p):
     p.add_argument("--policy", default="all", help="all | evaluated-best | none-after-eval")
     p.add_argument("--out", help="write the retention report (JSON) here")
     p.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
+    p.add_argument("--benchmarks", help="the run's benchmarks (comma-separated): a step counts as evaluated only "
+                   "once each has eval/step_<k>/<bench>/summary.json (default: best.json's complete steps)")
 
 
 def run(args) -> int:
     from oneshot_rlvr.retention import prune
-    from oneshot_rlvr.trainer import _atomic_write_text
 
-    report = prune(args.run_dir, args.policy, args.dry_run)
+    benchmarks = [b for b in (args.benchmarks or "").split(",") if b]
+    report = prune(args.run_dir, args.policy, args.dry_run, benchmarks or None)
     text = json.dumps(report, indent=1)
-    if args.out:
-        from pathlib import Path
-
-        _atomic_write_text(Path(args.out), text + "\n")
+    if args.out:  # atomically: the workflow marker exists only once the pruning is finished
+        out = Path(args.out)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, out)
     print(text)
     return 0

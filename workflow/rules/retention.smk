@@ -1,0 +1,43 @@
+# Checkpoint retention after evaluation (docs/pipeline.md "Retention"): one `rlvr prune` per run whose
+# policy is not `all`, after select_best, i.e. after every evaluation of the run has completed.
+# The policy of a run: its recipe/variant `keep_checkpoints` if set, else `retention.keep_checkpoints`
+# (default `all`, which plans no prune job). Checkpoints are never declared outputs (train declares
+# only done.json, evaluate its chunk markers), so deleting them makes no job look incomplete: nothing
+# is retrained or re-evaluated. The declared output is the report runs/<m>/<run>/retention.json
+# (policy, kept/deleted steps, bytes kept/freed).
+
+
+def retention_policy(model, run):
+    default = (config.get("retention") or {}).get("keep_checkpoints", "all")
+    return PLAN.run(model, run).run_config.get("keep_checkpoints", default)
+
+
+def _pruned_runs():
+    members = dict.fromkeys(mr for e in PLAN.experiments.values() for mr in e)
+    return [(m, r) for m, r in members if r != registry.BASE_RUN and retention_policy(m, r) != "all"]
+
+
+rule prune:
+    input:
+        "results/{name}/runs/{model}/{run}/best.json",
+    output:
+        "results/{name}/runs/{model}/{run}/retention.json",
+    log:
+        "results/{name}/runs/{model}/{run}/logs/prune.log",
+    wildcard_constraints:
+        run=r"(?!base$)[A-Za-z0-9_.]+(--[A-Za-z0-9_.]+)?",
+    localrule: True
+    params:
+        rlvr=RLVR,
+        policy=lambda wildcards: retention_policy(wildcards.model, wildcards.run),
+        run_dir=lambda wildcards: f"results/{wildcards.name}/runs/{wildcards.model}/{wildcards.run}",
+        benchmarks=lambda wildcards: ",".join(PLAN.run(wildcards.model, wildcards.run).benchmarks),
+    conda:
+        "../../envs/rlvr.yaml"
+    shell:
+        "{params.rlvr} prune --run-dir {params.run_dir} --policy {params.policy} "
+        "--benchmarks {params.benchmarks} --out {output} > {log} 2>&1"
+
+
+# Extended into `rule all` by the Snakefile.
+RETENTION_TARGETS = [f"{PLAN.run_dir(m, r)}/retention.json" for m, r in _pruned_runs()]
