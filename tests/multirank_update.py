@@ -1,7 +1,8 @@
 """Helper for test_multirank.py: one GRPO update on a fixed batch, on 1 process or under torchrun.
 
-usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG
+usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS]
 Each rank takes its contiguous share of the prompt rows (whole groups), exactly as the trainer does.
+ZERO_STAGE (2 or 3) runs the update through DeepSpeed (`deepspeed: true`); 0 or absent = plain path.
 """
 
 import random
@@ -16,10 +17,14 @@ from oneshot_rlvr.trainer import GRPOTrainer, Rollout, _dist, _init_distributed,
 
 def main():
     model, pi1, out, agg = sys.argv[1:5]
+    stage = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    budget = int(sys.argv[6]) if len(sys.argv) > 6 else 24000
     _init_distributed()
     rank, world = _dist()
+    extra = dict(deepspeed=True, zero_stage=stage) if stage else {}
     cfg = from_dict(dict(model=model, train_file=pi1, train_batch_size=4, n=4, engine="hf", lr=1e-3, agg=agg,
-                         gradient_checkpointing=False, progress=False, tensorboard=False))
+                         gradient_checkpointing=False, progress=False, tensorboard=False,
+                         micro_batch_tokens=budget, **extra))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
     rng = random.Random(0)
@@ -36,8 +41,14 @@ def main():
                  [124] * len(mine), ["stop"] * len(mine), scores[mine], [False] * len(mine))
     ref = t._logprobs(t.ref_model, ro, False)[0]
     stats = t.update(1, ro, adv_all[mine], ref, None)
+    if stage:
+        from oneshot_rlvr.zero import full_state_dict
+
+        params = full_state_dict(t.model)  # a collective: every rank gathers
+    else:
+        params = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
     if rank == 0:
-        torch.save({"params": {k: v.detach().clone() for k, v in t.model.state_dict().items()}, "stats": stats}, out)
+        torch.save({"params": params, "stats": stats}, out)
 
 
 if __name__ == "__main__":

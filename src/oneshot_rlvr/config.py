@@ -39,6 +39,9 @@ class RunConfig:
     top_k: int = -1
     gpu_memory_utilization: float = 0.7
     max_num_seqs: int = 256
+    vllm_sleep: bool = True  # CUDA only: free vLLM's GPU memory during log-probs/update (ignored on CPU)
+    vllm_sleep_level: int = 1  # 1: weights offloaded to CPU RAM | 2: weights discarded (they are re-pushed anyway)
+    hf_static_cache: str = "auto"  # hf engine: static KV cache + torch.compile'd decoding; auto = on CUDA only
     # --- reward ---------------------------------------------------------------------------
     reward: str = "outcome"  # outcome | format
     grader: str = "deepscaler"  # deepscaler (paper) | math_verify (stricter)
@@ -97,6 +100,9 @@ class RunConfig:
             "device": ("auto", "cpu", "cuda"),
             "save_dtype": ("float32", "bfloat16"),
             "keep_checkpoints": ("all", "evaluated-best", "none-after-eval"),
+            "zero_stage": (2, 3),
+            "vllm_sleep_level": (1, 2),
+            "hf_static_cache": ("auto", "on", "off"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -44,9 +44,12 @@ from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
 # log-probs and entropy of response tokens, chunked over rows of the vocabulary projection
 
 
-def _chunk_logp_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor,
+def _chunk_logp_entropy(hidden: torch.Tensor, weight, bias, targets: torch.Tensor,
                         temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = F.linear(hidden, weight, bias).float() / temperature
+    # `weight` is a tensor, or the head module itself under ZeRO-3 (its partitioned weight is only
+    # gathered inside the module's own forward)
+    logits = weight(hidden) if isinstance(weight, torch.nn.Module) else F.linear(hidden, weight, bias)
+    logits = logits.float() / temperature
     logz = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
     if with_entropy:
@@ -88,10 +91,15 @@ def response_logprobs(model, seqs: list[tuple[list[int], list[int]]], temperatur
     tgt = torch.tensor(targets, device=device)
     logps, ents = [], []
     grad = torch.is_grad_enabled()
+    zero3 = getattr(model, "_rlvr_zero3", False)
     for s in range(0, sel.shape[0], chunk_rows):
         h, t = sel[s:s + chunk_rows], tgt[s:s + chunk_rows]
-        w = head.weight if autocast_dtype is None else head.weight.to(autocast_dtype)
-        h = h if autocast_dtype is None else h.to(autocast_dtype)
+        if zero3:
+            w = head
+            h = h.to(head.weight.dtype)
+        else:
+            w = head.weight if autocast_dtype is None else head.weight.to(autocast_dtype)
+            h = h if autocast_dtype is None else h.to(autocast_dtype)
         if grad:  # recompute this chunk's logits in backward instead of keeping them
             lp, en = checkpoint(_chunk_logp_entropy, h, w, head.bias, t, temperature, with_entropy,
                                 use_reentrant=False)
@@ -172,9 +180,26 @@ def _all_sum(x: float) -> float:
 
     if _dist()[1] == 1:
         return x
-    t = torch.tensor([float(x)], dtype=torch.float64)
+    t = torch.tensor([float(x)], dtype=torch.float64, device=_coll_device())
     dist.all_reduce(t)
     return t.item()
+
+
+def _coll_device() -> str:
+    """NCCL reduces only CUDA tensors; gloo only CPU ones."""
+    import torch.distributed as dist
+
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
+
+
+def _all_max(x: int) -> int:
+    import torch.distributed as dist
+
+    if _dist()[1] == 1:
+        return x
+    t = torch.tensor([int(x)], dtype=torch.int64, device=_coll_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
 
 
 def _all_gather_list(xs: list) -> list:
@@ -219,6 +244,8 @@ class GRPOTrainer:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         # fp32 master weights always; bf16 (or other) is the compute dtype via autocast
         self.autocast = self.dtype if self.dtype != torch.float32 else None
+        self.ds = None  # the DeepSpeed engine when cfg.deepspeed (self.model is then its module)
+        self._export: dict | None = None  # fp32 weights gathered from ZeRO partitions for a checkpoint
 
     # -- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -246,6 +273,14 @@ class GRPOTrainer:
         warm = cfg.lr_warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
+        if cfg.deepspeed:
+            from oneshot_rlvr import zero
+
+            # bf16 params + fp32 master weights in the ZeRO optimizer on CUDA; fp32 throughout on CPU.
+            # The ZeRO optimizer keeps the torch optimizer's param_group dicts, so the scheduler still drives lr.
+            bf16 = self.dtype == torch.bfloat16 and self.device.startswith("cuda")
+            self.ds = zero.initialize(self.model, self.optimizer, cfg, bf16)
+            self.model._rlvr_zero3 = zero.is_zero3(self.model)
         self.reward_fn = self._reward_fn or self._default_reward()
         self.engine = None
 
@@ -263,6 +298,16 @@ class GRPOTrainer:
         return make_engine("vllm", cfg.model, dtype=dt, seed=cfg.seed,
                            max_model_len=cfg.max_prompt_length + cfg.max_response_length,
                            gpu_memory_utilization=cfg.gpu_memory_utilization, max_num_seqs=cfg.max_num_seqs)
+
+    def _sync_engine(self) -> None:
+        """Push the policy's weights into the rollout engine (vLLM: wake weights → load → wake KV cache)."""
+        if getattr(self.model, "_rlvr_zero3", False):  # ZeRO-3: the full weights exist only when gathered
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
+                self.engine.sync_weights(self.model)
+        else:
+            self.engine.sync_weights(self.model)
 
     # -- phases ------------------------------------------------------------------------------
     def rollout(self, step: int, batch_rows: list[TrainRow]) -> tuple[Rollout, dict]:
@@ -345,10 +390,17 @@ class GRPOTrainer:
                 # the single-process one
                 mb_tokens = _all_sum(sum(len(ro.response_ids[i]) for i in idx))
                 mb_seqs = _all_sum(len(idx))
-                self.optimizer.zero_grad(set_to_none=True)
+                if self.ds is None:
+                    self.optimizer.zero_grad(set_to_none=True)
                 lens = [len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx]
-                for mb_local in micro_batches(lens, cfg.micro_batch_tokens):
-                    mb = [idx[k] for k in mb_local]
+                plan: list = micro_batches(lens, cfg.micro_batch_tokens)
+                if self.ds is not None:
+                    # ZeRO reduces gradients inside every backward (a collective): every rank runs the same
+                    # number of backward passes; a rank with fewer micro-batches adds zero-weight repeats
+                    plan += [None] * (_all_max(len(plan)) - len(plan))
+                for mb_local in plan:
+                    dummy = mb_local is None
+                    mb = [idx[k] for k in (plan[0] if dummy else mb_local)]
                     rl = [len(ro.response_ids[i]) for i in mb]
                     seqs = [(ro.prompt_ids[i], ro.response_ids[i]) for i in mb]
                     lp_flat, ent_flat = response_logprobs(self.model, seqs, cfg.temperature,
@@ -372,12 +424,32 @@ class GRPOTrainer:
                                                 "optimizer step, the last checkpoint is intact")
                     # weight of this micro-batch in the mini-batch mean
                     w = (sum(rl) / mb_tokens) if cfg.agg == "token-mean" else (len(mb) / mb_seqs)
-                    (loss * w).backward()
+                    w = 0.0 if dummy else w
+                    if self.ds is not None:
+                        # DeepSpeed averages gradients over ranks; our denominators are global and want a sum
+                        from oneshot_rlvr.zero import loss_scale_for_ranks
+
+                        self.ds.backward(loss * (w * loss_scale_for_ranks()), scale_wrt_gas=False)
+                    else:
+                        (loss * w).backward()
+                    if dummy:
+                        continue
                     totals["pg_loss"] += pg.item() * w
                     totals["entropy"] += ent_loss.item() * w
                     totals["kl"] += float(kl_val.detach()) * w
                     totals["pg_clipfrac"] += clipfrac.item() * w
                     totals["approx_kl"] += akl.item() * w
+                if self.ds is not None:
+                    # the boundary: reduce, clip (DeepSpeed's gradient_clipping), ONE optimizer step
+                    self.ds.step()
+                    gn = self.ds.get_global_grad_norm()
+                    grad_norm = torch.tensor(float(gn) if gn is not None else float("nan"))
+                    if not torch.isfinite(grad_norm):  # DeepSpeed has already stepped; nothing is saved
+                        raise TrainingError(f"step {step}: non-finite gradient norm ({grad_norm.item()}); stopping "
+                                            "without saving, the last checkpoint is intact")
+                    norms.append(grad_norm.item())
+                    n_steps += 1
+                    continue
                 if _dist()[1] > 1:
                     import torch.distributed as dist
 
@@ -404,7 +476,7 @@ class GRPOTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_dtype = torch.bfloat16 if self.cfg.save_dtype == "bfloat16" else torch.float32
-        state = {k: v.detach().to(save_dtype).cpu().contiguous() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().to(save_dtype).cpu().contiguous() for k, v in self._export_state_dict().items()}
         old_dtype = self.model.config.dtype
         self.model.config.dtype = save_dtype  # config.json states the stored dtype
         self.model.config.use_cache = True
@@ -418,17 +490,43 @@ class GRPOTrainer:
             _fsync_dir(tmp)
             _replace_dir(tmp, final)
 
+    def _export_state_dict(self) -> dict:
+        """The weights an HF checkpoint stores: the fp32 master weights (gathered beforehand under ZeRO)."""
+        return self._export if self._export is not None else self.model.state_dict()
+
+    def _gather_export(self) -> None:
+        """Under DeepSpeed the fp32 master weights live in the ZeRO optimizer's partitions: gather them on
+        every rank (a collective) before rank 0 writes the HF checkpoint."""
+        if self.ds is not None:
+            from oneshot_rlvr.zero import full_state_dict
+
+            self._export = full_state_dict(self.model)
+
     def save_state(self, step: int, metrics_lines: int) -> None:
+        """The resumable state, written to a temporary dir and swapped in atomically. Under DeepSpeed every
+        rank calls this (each writes its ZeRO optimizer partition with DeepSpeed's own writer into the
+        temporary dir); otherwise rank 0 only."""
         state_dir = self.out / "state"
         final = state_dir / f"step_{step}"
         tmp = state_dir / f".step_{step}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        main = _dist()[0] == 0
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        blob = {}
+        if self.ds is not None:
+            _barrier()
+            with _write_guard(step, "training state", tmp, final):
+                self.ds.save_checkpoint(str(tmp), tag="deepspeed", save_latest=False)
+            _barrier()
+            blob = {"deepspeed": True, "world_size": _dist()[1], "zero_stage": self.cfg.zero_stage}
+            if not main:
+                _barrier()  # rank 0 swaps the directory in before anyone goes on
+                return
         with _write_guard(step, "training state", tmp, final):
             torch.save({
                 "step": step,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                **(blob or {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}),
                 "scheduler": self.scheduler.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "metrics_lines": metrics_lines,
@@ -439,6 +537,8 @@ class GRPOTrainer:
         for old in state_dir.glob("step_*"):  # keep only the newest complete state
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
+        if self.ds is not None:
+            _barrier()
 
     def try_resume(self) -> int:
         state_dir = self.out / "state"
@@ -452,8 +552,20 @@ class GRPOTrainer:
             return 0
         step, path = done[-1]
         blob = torch.load(path / "trainer.pt", map_location=self.device, weights_only=False)
-        self.model.load_state_dict(blob["model"])
-        self.optimizer.load_state_dict(blob["optimizer"])
+        if bool(blob.get("deepspeed")) != (self.ds is not None):
+            raise TrainingError(f"{path}: state written with deepspeed={bool(blob.get('deepspeed'))}, config "
+                                f"key 'deepspeed' is {self.ds is not None}; resume with the same setting")
+        if self.ds is not None:
+            if blob["world_size"] != _dist()[1] or blob["zero_stage"] != self.cfg.zero_stage:
+                raise TrainingError(f"{path}: state written by {blob['world_size']} ranks with zero_stage "
+                                    f"{blob['zero_stage']}; resume with the same world size and zero_stage")
+            load_path, _ = self.ds.load_checkpoint(str(path), tag="deepspeed", load_optimizer_states=True,
+                                                   load_lr_scheduler_states=False)
+            if load_path is None:
+                raise TrainingError(f"{path}: DeepSpeed could not load its checkpoint files")
+        else:
+            self.model.load_state_dict(blob["model"])
+            self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         torch.set_rng_state(blob["rng"]["torch"])
         np.random.set_state(blob["rng"]["numpy"])
@@ -475,10 +587,13 @@ class GRPOTrainer:
         start = self.try_resume()
         metrics_path = self.out / "metrics.jsonl"
         n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() and start > 0 else 0
+        if start == 0 and cfg.save_step0:
+            self._gather_export()  # a collective under DeepSpeed
         if start == 0 and main:
             metrics_path.write_text("")
             if cfg.save_step0:
                 self.save_checkpoint(0)
+        self._export = None
         self.engine = self._make_engine()
         writer = _tensorboard(self.out / "tb") if cfg.tensorboard and main else None
         bar = _progress(cfg.total_steps, start, cfg.progress and main)
@@ -489,7 +604,7 @@ class GRPOTrainer:
                 t_step = time.perf_counter()
                 if cfg.engine == "vllm":
                     t = time.perf_counter()
-                    self.engine.sync_weights(self.model)
+                    self._sync_engine()
                     sync_s = time.perf_counter() - t
                 else:
                     sync_s = 0.0
@@ -517,9 +632,13 @@ class GRPOTrainer:
                     for k, v in rec.items():
                         if isinstance(v, (int, float)) and not isinstance(v, bool):
                             writer.add_scalar(k, v, step)
-                if (step % cfg.save_freq == 0 or step == cfg.total_steps) and main:
-                    self.save_checkpoint(step)
-                    self.save_state(step, n_lines)
+                if step % cfg.save_freq == 0 or step == cfg.total_steps:
+                    self._gather_export()  # a collective under DeepSpeed
+                    if main:
+                        self.save_checkpoint(step)
+                    if main or self.ds is not None:
+                        self.save_state(step, n_lines)
+                    self._export = None
                 if step % cfg.save_freq == 0 or step == cfg.total_steps:
                     saved.append(step)
                     _barrier()
@@ -597,8 +716,11 @@ def _progress(total: int, initial: int, enabled: bool):
 def train(cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None) -> dict:
     """Run (or resume) GRPO training; returns the last step's metrics."""
     if cfg.deepspeed:
-        raise RlvrError("config key 'deepspeed': the DeepSpeed path is not available in this version; "
-                        "set deepspeed: false")
+        from oneshot_rlvr import zero
+
+        if not zero.available():
+            raise RlvrError("config key 'deepspeed': deepspeed is not installed (pip install deepspeed) "
+                            "or cannot load; set deepspeed: false")
     _init_distributed()
     return GRPOTrainer(cfg, out, reward_fn).train()
 
