@@ -1,103 +1,232 @@
-"""Bad-input matrix for `rlvr train`: each malformed input fails with a message naming the
-key / file / row, before any file is written. (Workflow-config cases: tests/test_registry.py.)"""
+"""Bad-input matrix (issue 8.4): every malformed input the pipeline can be given, in one table.
 
+Each row is run through the entry point that meets it first:
+- `workflow`: the workflow config, through `registry.validate_workflow_config` -- exactly what
+  workflow/rules/common.smk runs when Snakemake loads the config, before any job is planned;
+- `train`: a run config / training set / model directory, through `rlvr train --config RUN.yaml`;
+- `prepare-data`: a pool or full-set JSONL, through `rlvr prepare-data` (the workflow's first job).
+Each row asserts (1) the failure (ConfigError / DataError, or exit code 2 from the CLI), (2) a message
+naming the key / file / row, and (3) that nothing was written: the output directory does not exist
+and the working directory's file tree is unchanged. More workflow-config cases (the paper's config):
+tests/test_registry.py; the same config error stopping real `snakemake`: tests/test_workflow.py.
+"""
+
+from __future__ import annotations
+
+import copy
 import json
+import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import yaml
 
-from oneshot_rlvr.config import from_dict
-from oneshot_rlvr.errors import RlvrError
-from oneshot_rlvr.trainer import GRPOTrainer
+from oneshot_rlvr import cli
+from oneshot_rlvr.errors import ConfigError
+from oneshot_rlvr.registry import validate_workflow_config
 
-PI1 = Path(__file__).resolve().parents[1] / "resources" / "train" / "one_shot" / "pi1_r128.jsonl"
+REPO = Path(__file__).resolve().parents[1]
+PI1 = REPO / "resources" / "train" / "one_shot" / "pi1_r128.jsonl"
+DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+
+
+@dataclass
+class Case:
+    id: str
+    layer: str  # workflow | train | prepare-data
+    make: Callable  # (tmp_path, tiny_model_dir) -> workflow config dict, or overrides / input path
+    message: str  # regex the one-line error must match (it names the key / file / row)
+
+
+# ------------------------------------------------------------------ builders
+def wf(edit):
+    def make(tmp, tiny):
+        cfg = copy.deepcopy(DEMO)
+        edit(cfg)
+        return cfg
+    return make
 
 
 def _rows(n=4):
-    return [json.loads(l) for l in PI1.read_text().splitlines()[:n]]
+    return [json.loads(line) for line in PI1.read_text().splitlines()[:n]]
 
 
-def _write(tmp_path, rows=None, text=None):
-    f = tmp_path / "data.jsonl"
+def _jsonl(tmp, rows=None, text=None, name="data.jsonl"):
+    f = tmp / "in" / name
+    f.parent.mkdir(exist_ok=True)
     f.write_text(text if text is not None else "".join(json.dumps(r) + "\n" for r in rows))
     return f
 
 
-def _no_answer(tmp_path):
-    rows = _rows()
-    rows[1]["reward_model"] = {}
-    return {"train_file": str(_write(tmp_path, rows))}, r"row 1: missing reward_model.ground_truth"
+def rows_with(edit, n=4):
+    def make(tmp, tiny):
+        rows = _rows(n)
+        edit(rows)
+        return {"train_file": str(_jsonl(tmp, rows))}
+    return make
 
 
-def _blank_answer(tmp_path):
-    rows = _rows()
-    rows[3]["reward_model"]["ground_truth"] = "  "
-    return {"train_file": str(_write(tmp_path, rows))}, r"row 3: missing reward_model.ground_truth"
+def pool_with(edit):
+    def make(tmp, tiny):
+        rows = [json.loads(line) for line in (REPO / "resources/train/dsr_sub.jsonl").read_text().splitlines()[:5]]
+        edit(rows)
+        return _jsonl(tmp, rows, name="pool.jsonl")
+    return make
 
 
-def _empty_prompt(tmp_path):
-    rows = _rows()
-    rows[2]["prompt"] = [{"role": "user", "content": "   "}]
-    return {"train_file": str(_write(tmp_path, rows))}, r"row 2: empty prompt"
+def _truncated_text(rows):
+    return "".join(json.dumps(r) + "\n" for r in rows)[:-40]
 
 
-def _prompt_not_messages(tmp_path):
-    rows = _rows()
-    rows[0]["prompt"] = 42
-    return {"train_file": str(_write(tmp_path, rows))}, r"row 0: 'prompt' must be a non-empty list"
+def _set(path, value):
+    """edit for a nested dict: _set(["models", "tiny", "total_steps"], -4)"""
+    def edit(cfg):
+        d = cfg
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+    return edit
 
 
-def _truncated(tmp_path):
-    text = "".join(json.dumps(r) + "\n" for r in _rows())
-    return {"train_file": str(_write(tmp_path, text=text[:-40]))}, r"line 4 is not valid JSON.*truncated"
-
-
-def _empty_file(tmp_path):
-    return {"train_file": str(_write(tmp_path, text=""))}, r"no rows"
-
-
-def _missing_file(tmp_path):
-    return {"train_file": str(tmp_path / "nope.jsonl")}, r"data file not found: .*nope.jsonl"
-
-
-def _too_few_rows(tmp_path):
-    return {"train_file": str(_write(tmp_path, _rows(2)))}, r"2 rows < train_batch_size 4"
-
-
-def _all_prompts_too_long(tmp_path):
-    return {"train_file": str(_write(tmp_path, _rows())), "max_prompt_length": 5}, r"every prompt is longer than max_prompt_length"
-
-
-def _model_missing(tmp_path):
-    return {"model": str(tmp_path / "no_model")}, r"model directory not found"
-
-
-def _model_without_config(tmp_path):
-    (tmp_path / "m").mkdir()
-    return {"model": str(tmp_path / "m")}, r"has no config.json"
-
-
-def _model_corrupt(tmp_path, tiny):
-    import shutil
-
-    m = tmp_path / "corrupt"
+def _corrupt_model(tmp, tiny):
+    m = tmp / "in" / "corrupt"
     shutil.copytree(tiny, m)
     (m / "model.safetensors").write_bytes(b"not a safetensors file")
-    return {"model": str(m)}, r"cannot load model from .*corrupt"
+    return {"model": str(m)}
 
 
-CASES = [_no_answer, _blank_answer, _empty_prompt, _prompt_not_messages, _truncated, _empty_file, _missing_file,
-         _too_few_rows, _all_prompts_too_long, _model_missing, _model_without_config]
+def _model_without_config(tmp, tiny):
+    (tmp / "in" / "m").mkdir(parents=True)
+    return {"model": str(tmp / "in" / "m")}
 
 
-@pytest.mark.parametrize("case", CASES + [_model_corrupt], ids=lambda c: c.__name__.strip("_"))
-def test_bad_input_fails_before_writing(tmp_path, tiny_model_dir, case):
-    args = (tmp_path, tiny_model_dir) if case is _model_corrupt else (tmp_path,)
-    overrides, message = case(*args)
-    base = {"model": str(tiny_model_dir), "train_file": str(PI1), "train_batch_size": 4, "n": 2,
-            "max_response_length": 4, "engine": "hf", "total_steps": 1, "progress": False}
-    cfg = from_dict({**base, **overrides})
-    out = tmp_path / "run"
-    with pytest.raises(RlvrError, match=message):
-        GRPOTrainer(cfg, out).train()
-    assert not out.exists()
+def _pop_answer(rows):
+    rows[1]["reward_model"] = {}
+
+
+def _empty_prompt(rows):
+    rows[2]["prompt"] = [{"role": "user", "content": "   "}]
+
+
+def _dup_index(rows):
+    rows[3]["extra_info"]["index"] = rows[1]["extra_info"]["index"]
+
+
+CASES = [
+    # ---- workflow config (validated when Snakemake loads it: no job starts)
+    Case("wf-unknown-key", "workflow", wf(lambda c: c.update(trian_batch_size=4)),
+         r"config key 'trian_batch_size': unknown key"),
+    Case("wf-unknown-nested-key", "workflow", wf(lambda c: c["experiments"]["demo"].update(benchmark=["math500"])),
+         r"config key 'experiments\.demo\.benchmark': unknown key \(did you mean 'benchmarks'\?\)"),
+    Case("wf-wrong-type", "workflow", wf(_set(["models", "tiny", "total_steps"], "4")),
+         r"config key 'models\.tiny\.total_steps'"),
+    Case("wf-negative-steps", "workflow", wf(_set(["models", "tiny", "total_steps"], -4)),
+         r"config key 'models\.tiny\.total_steps'"),
+    Case("wf-pi-rank-0", "workflow", wf(_set(["datasets", "pi1", "ranks"], [0])),
+         r"config key 'datasets\.pi1\.ranks\[0\]': pi rank 0 out of range 1\.\.1209"),
+    Case("wf-pi-rank-above-pool", "workflow", wf(_set(["datasets", "pi13", "ranks"], [1210])),
+         r"config key 'datasets\.pi13\.ranks\[0\]': pi rank 1210 out of range 1\.\.1209"),
+    Case("wf-unknown-model", "workflow", wf(_set(["experiments", "demo", "models"], ["qwen-1.5b"])),
+         r"config key 'experiments\.demo\.models\[0\]': unknown model 'qwen-1\.5b'"),
+    Case("wf-unknown-prompt-type", "workflow", wf(_set(["models", "tiny", "prompt_type"], "chatml")),
+         r"config key 'models\.tiny\.prompt_type'.*chatml"),
+    Case("wf-unknown-variant", "workflow", wf(lambda c: c["experiments"]["demo"]["runs"].append("pi1--t5r99")),
+         r"config key 'experiments\.demo\.runs\[4\]': unknown variant 't5r99'"),
+    Case("wf-unknown-dataset", "workflow", wf(lambda c: c["experiments"]["demo"]["runs"].append("pi99")),
+         r"config key 'experiments\.demo\.runs\[4\]': unknown dataset 'pi99'"),
+    Case("wf-unknown-benchmark", "workflow", wf(lambda c: c["experiments"]["demo"]["benchmarks"].append("gsm8k")),
+         r"config key 'experiments\.demo\.benchmarks\[8\]'.*gsm8k"),
+    Case("wf-unknown-recipe-key", "workflow", wf(lambda c: c["recipe"].update(entropy_coeff=0.0)),
+         r"config key 'recipe': unknown RunConfig key 'entropy_coeff' \(did you mean 'entropy_coef'\?\)"),
+    Case("wf-bad-retention-policy", "workflow", wf(lambda c: c.update(retention={"keep_checkpoints": "some"})),
+         r"config key 'retention\.keep_checkpoints': 'some' is not one of"),
+    Case("wf-missing-source-file", "workflow", wf(_set(["sources", "dsr_sub"], "resources/train/nope.jsonl")),
+         r"config key 'sources\.dsr_sub': file not found: resources/train/nope\.jsonl"),
+    # ---- run config of `rlvr train`
+    Case("run-unknown-key", "train", lambda t, m: {"learning_rate": 1e-6}, r"unknown config key 'learning_rate'"),
+    Case("run-wrong-type", "train", lambda t, m: {"lr": "fast"}, r"config key 'lr': expected float, got 'fast'"),
+    Case("run-negative-steps", "train", lambda t, m: {"total_steps": -1}, r"config key 'total_steps' must be > 0, got -1"),
+    Case("run-bad-retention", "train", lambda t, m: {"keep_checkpoints": "some"},
+         r"config key 'keep_checkpoints': 'some' is not one of"),
+    # ---- training set (rows are 0-based in the trainer's messages)
+    Case("train-row-without-answer", "train", rows_with(_pop_answer), r"data\.jsonl.*row 1: missing reward_model\.ground_truth"),
+    Case("train-empty-prompt", "train", rows_with(_empty_prompt), r"data\.jsonl.*row 2: empty prompt"),
+    Case("train-truncated-jsonl", "train", lambda t, m: {"train_file": str(_jsonl(t, text=_truncated_text(_rows())))},
+         r"data\.jsonl: line 4 is not valid JSON.*truncated"),
+    Case("train-empty-file", "train", lambda t, m: {"train_file": str(_jsonl(t, text=""))}, r"data\.jsonl: no rows"),
+    Case("train-missing-file", "train", lambda t, m: {"train_file": str(t / "in" / "nope.jsonl")},
+         r"data file not found: .*nope\.jsonl"),
+    Case("train-too-few-rows", "train", rows_with(lambda r: None, n=2), r"2 rows < train_batch_size 4"),
+    Case("train-prompts-too-long", "train", lambda t, m: {"train_file": str(_jsonl(t, _rows())), "max_prompt_length": 5},
+         r"data\.jsonl.*every prompt is longer than max_prompt_length"),
+    # ---- pool / full sets (`rlvr prepare-data`, lines are 1-based)
+    Case("pool-duplicate-ids", "prepare-data", pool_with(_dup_index), r"pool\.jsonl: line 4: extra_info\.index \d+ repeats line 2"),
+    Case("pool-row-without-answer", "prepare-data", pool_with(_pop_answer),
+         r"pool\.jsonl: line 2: missing reward_model\.ground_truth"),
+    Case("pool-empty-prompt", "prepare-data", pool_with(lambda r: r[0].update(prompt=[])),
+         r"pool\.jsonl: line 1: 'prompt' must be a non-empty list"),
+    Case("pool-truncated-jsonl", "prepare-data",
+         lambda t, m: _jsonl(t, text=_truncated_text(_rows()), name="pool.jsonl"),
+         r"pool\.jsonl: line 4 is not valid JSON.*truncated"),
+    # ---- model directory
+    Case("model-dir-missing", "train", lambda t, m: {"model": str(t / "in" / "no_model")},
+         r"model directory not found.*no_model"),
+    Case("model-dir-without-config", "train", _model_without_config, r"in/m.*has no config\.json"),
+    Case("model-weights-corrupt", "train", _corrupt_model, r"cannot load model from .*corrupt"),
+]
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if not p.is_symlink()}
+
+
+def test_matrix_covers_the_issue():
+    ids = {c.id for c in CASES}
+    assert len(CASES) >= 20 and len(ids) == len(CASES)
+    for needed in ("wf-unknown-key", "wf-wrong-type", "wf-negative-steps", "wf-pi-rank-0", "wf-pi-rank-above-pool",
+                   "wf-unknown-model", "wf-unknown-prompt-type", "wf-unknown-variant", "wf-unknown-benchmark",
+                   "train-row-without-answer", "train-empty-prompt", "pool-duplicate-ids", "train-truncated-jsonl",
+                   "model-dir-missing", "model-weights-corrupt"):
+        assert needed in ids, needed
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input_fails_naming_it_before_writing(case, tmp_path, tiny_model_dir, capsys, monkeypatch):
+    work = tmp_path / "work"  # the working directory (Snakemake's --directory): results/ would go here
+    work.mkdir()
+    for name in ("resources", "config"):
+        (work / name).symlink_to(REPO / name)
+    monkeypatch.chdir(work)
+    made = case.make(tmp_path, tiny_model_dir)
+    before = _tree(work)
+    out = work / "results" / "out"
+
+    if case.layer == "workflow":
+        with pytest.raises(ConfigError) as exc:
+            validate_workflow_config(made, root=work)
+        message = str(exc.value)
+    else:
+        if case.layer == "train":
+            base = {"model": str(tiny_model_dir), "train_file": str(PI1), "train_batch_size": 4, "n": 2,
+                    "max_response_length": 4, "engine": "hf", "total_steps": 1, "progress": False,
+                    "tensorboard": False}
+            run_yaml = tmp_path / "in" / "RUN.yaml"
+            run_yaml.parent.mkdir(exist_ok=True)
+            run_yaml.write_text(yaml.safe_dump({**base, **made}))
+            argv = ["train", "--config", str(run_yaml), "--out", str(out)]
+        else:
+            argv = ["prepare-data", "--input", str(made), "--out", str(out / "pool.jsonl")]
+        rc = cli.main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        lines = err.strip().splitlines()
+        assert lines and lines[-1].startswith(f"rlvr {argv[0]}: error: "), err  # one line, no traceback
+        assert "Traceback" not in err
+        message = lines[-1]
+    assert re.search(case.message, message), message
+    assert not out.exists() and not (work / "results").exists()
+    assert _tree(work) == before
