@@ -1,8 +1,10 @@
 """Helper for test_multirank.py: one GRPO update on a fixed batch, on 1 process or under torchrun.
 
-usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS]
+usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS] [SKEW]
 Each rank takes its contiguous share of the prompt rows (whole groups), exactly as the trainer does.
 ZERO_STAGE (2 or 3) runs the update through DeepSpeed (`deepspeed: true`); 0 or absent = plain path.
+SKEW=1 gives prompt rows 2-3 long responses (30-60 tokens), so that with a small token budget the
+two ranks run different numbers of micro-batches.
 """
 
 import random
@@ -12,13 +14,15 @@ import torch
 
 from oneshot_rlvr import algos
 from oneshot_rlvr.config import from_dict
-from oneshot_rlvr.trainer import GRPOTrainer, Rollout, _dist, _init_distributed, shard_rows
+from oneshot_rlvr.trainer import (GRPOTrainer, Rollout, _all_gather_list, _dist, _init_distributed, micro_batches,
+                                  shard_rows)
 
 
 def main():
     model, pi1, out, agg = sys.argv[1:5]
     stage = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     budget = int(sys.argv[6]) if len(sys.argv) > 6 else 24000
+    skew = len(sys.argv) > 7 and sys.argv[7] == "1"
     _init_distributed()
     rank, world = _dist()
     extra = dict(deepspeed=True, zero_stage=stage) if stage else {}
@@ -32,7 +36,8 @@ def main():
     rows = []  # 4 prompt rows × 4 responses of varied length, fixed scores
     for g in range(4):
         for j in range(4):
-            rows.append((g, [rng.randrange(1000, 5000) for _ in range(rng.randint(2, 9))], float((g + j) % 3 == 0)))
+            n_tok = rng.randint(30, 60) if (skew and g >= 2) else rng.randint(2, 9)
+            rows.append((g, [rng.randrange(1000, 5000) for _ in range(n_tok)], float((g + j) % 3 == 0)))
     scores = torch.tensor([r[2] for r in rows])
     adv_all = algos.grpo_advantages(scores, torch.tensor([r[0] for r in rows]))
     groups = shard_rows(list(range(4)), rank, world)
@@ -40,6 +45,8 @@ def main():
     ro = Rollout([prompt] * len(mine), [rows[i][1] for i in mine], torch.tensor([rows[i][0] for i in mine]),
                  [124] * len(mine), ["stop"] * len(mine), scores[mine], [False] * len(mine))
     ref = t._logprobs(t.ref_model, ro, False)[0]
+    # micro-batches per rank: the DeepSpeed path must cope with ranks that have different counts
+    counts = _all_gather_list([len(micro_batches([len(prompt) + len(r) for r in ro.response_ids], budget))])
     stats = t.update(1, ro, adv_all[mine], ref, None)
     if stage:
         from oneshot_rlvr.zero import full_state_dict
@@ -48,7 +55,7 @@ def main():
     else:
         params = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
     if rank == 0:
-        torch.save({"params": params, "stats": stats}, out)
+        torch.save({"params": params, "stats": stats, "micro_batches": counts}, out)
 
 
 if __name__ == "__main__":

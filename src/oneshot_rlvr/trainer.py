@@ -403,6 +403,10 @@ class GRPOTrainer:
                     mb = [idx[k] for k in (plan[0] if dummy else mb_local)]
                     rl = [len(ro.response_ids[i]) for i in mb]
                     seqs = [(ro.prompt_ids[i], ro.response_ids[i]) for i in mb]
+                    if self.ds is not None:
+                        from oneshot_rlvr.zero import begin_micro_batch
+
+                        begin_micro_batch(self.ds)
                     lp_flat, ent_flat = response_logprobs(self.model, seqs, cfg.temperature,
                                                           cfg.logprob_chunk_tokens, True, self.autocast)
                     lp, mask = pad_flat(lp_flat, rl)

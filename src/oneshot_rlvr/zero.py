@@ -103,6 +103,15 @@ def loss_scale_for_ranks() -> float:
     return float(dist.get_world_size()) if dist.is_initialized() else 1.0
 
 
+def begin_micro_batch(engine) -> None:
+    """What `engine.forward()` does before a forward pass that we skip by calling the HF decoder
+    directly: ZeRO-3 counts micro-steps there, and without it every backward OVERWRITES the
+    accumulated gradient partition instead of adding to it (found by tests/test_zero.py)."""
+    clear = getattr(engine.optimizer, "clear_backward_seen_flag", None)
+    if clear is not None:
+        clear()
+
+
 def is_zero3(model) -> bool:
     return any(hasattr(p, "ds_id") for p in model.parameters())
 
