@@ -122,6 +122,9 @@ def test_world_files_follow_the_pool_and_benchmark_formats(world, capsys):
         assert to_fraction(row["reward_model"]["ground_truth"]) == recompute(row["category"], problem)
     combined = read_jsonl(world / "eval" / "toy" / "test.jsonl")
     assert len(combined) == 60
+    # interleaved by category: any prefix of 6k rows holds k problems of every category
+    assert [r["subject"] for r in combined[:6]] == [SUBJECTS[c] for c in CATEGORIES]
+    assert combined[6]["unique_id"] == f"toy/{CATEGORIES[0]}/1"
     for cat in CATEGORIES:
         rows = read_jsonl(world / "eval" / f"toy_{cat}" / "test.jsonl")
         assert len(rows) == 10 and all(r["subject"] == SUBJECTS[cat] for r in rows)

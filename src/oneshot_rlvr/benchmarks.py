@@ -13,6 +13,10 @@ fork) takes them, before its `strip_string` normalisation (the graders normalise
 | aime25         | problem        | `answer`                                                   |
 | arc_e, arc_c   | question       | `answerKey`, digit labels 1-4 mapped to A-D                |
 
+The miniature world (docs/miniature.md) adds `toy` (all six categories, `subject` = category) and
+`toy_<category>`: gold = `answer`, greedy, read from the world's `eval/` folder
+(`resources/toy/eval` by default, `$RLVR_TOY_EVAL` to point elsewhere).
+
 Decoding defaults follow the paper's evaluation script (`sh/eval_all_math.sh`): greedy, one sample
 for MATH500 / Minerva / OlympiadBench (and ARC); avg@8 at temperature 0.6 for AIME24 / AMC23 /
 AIME25, where we draw the 8 samples of a problem in one request (n=8) instead of tiling the file
@@ -22,6 +26,7 @@ AIME25, where we draw the 8 samples of a problem in one request (n=8) instead of
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +38,17 @@ from oneshot_rlvr.prompts import arc_letter, arc_question, harness_question
 MATH6: tuple[str, ...] = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25")
 ARC: tuple[str, ...] = ("arc_e", "arc_c")
 
+# The miniature world's categories (oneshot_rlvr.toy.tasks.CATEGORIES, repeated here so that
+# importing the benchmarks does not import the task generators).
+TOY_CATEGORIES: tuple[str, ...] = ("addition", "multiplication", "mixed", "fractions", "comparison", "remainders")
+TOY: tuple[str, ...] = ("toy",) + tuple(f"toy_{c}" for c in TOY_CATEGORIES)
+
 # The harness's vLLM stop strings; the stop token ids (<|im_end|>, <|endoftext|>) are added only
-# for Qwen2 models, as the harness does when "qwen2" is in the model path.
+# for Qwen2 models, as the harness does when "qwen2" is in the model path. The ids are looked up in
+# the model's tokenizer (the toy tokenizer has the same tokens at other ids); QWEN2_STOP_TOKEN_IDS
+# are the real Qwen2 vocabulary's, the fallback when no tokenizer is at hand.
 STOP_STRINGS: tuple[str, ...] = ("</s>", "<|im_end|>", "<|endoftext|>")
+STOP_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
 QWEN2_STOP_TOKEN_IDS: tuple[int, ...] = (151645, 151643)
 MAX_NEW_TOKENS = 3072
 SEED = 0
@@ -60,6 +73,7 @@ class BenchmarkSpec:
     kind: str  # "math" (free-form answer) or "choice" (letter answer)
     decoding: Decoding
     paper_name: str
+    toy: bool = False  # read from the miniature world's eval/ folder, `subject` kept per row
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -72,6 +86,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "arc_e": BenchmarkSpec("arc_e", "choice", GREEDY, "ARC-E"),
     "arc_c": BenchmarkSpec("arc_c", "choice", GREEDY, "ARC-C"),
 }
+BENCHMARKS.update({name: BenchmarkSpec(name, "math", GREEDY, name.replace("_", "/"), toy=True) for name in TOY})
 
 
 @dataclass(frozen=True)
@@ -98,7 +113,8 @@ def parse_benchmark_list(text: str) -> list[str]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        group = {"math6": MATH6, "arc": ARC, "all": tuple(BENCHMARKS)}.get(part)
+        group = {"math6": MATH6, "arc": ARC, "toy_all": TOY,
+                 "all": tuple(b for b in BENCHMARKS if not get_spec(b).toy)}.get(part)
         for name in group or (part,):
             get_spec(name)
             if name not in names:
@@ -106,6 +122,16 @@ def parse_benchmark_list(text: str) -> list[str]:
     if not names:
         raise ConfigError("--benchmarks: no benchmark given")
     return names
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Ids of <|im_end|> and <|endoftext|> in `tokenizer` (151645, 151643 for Qwen2), those it has."""
+    vocab = tokenizer.get_vocab()
+    return [vocab[t] for t in STOP_TOKENS if t in vocab]
+
+
+def toy_eval_root() -> Path:
+    return Path(os.environ.get("RLVR_TOY_EVAL") or RESOURCES / "toy" / "eval")
 
 
 def last_boxed(text: str) -> str | None:
@@ -195,7 +221,9 @@ def _math_gold(name: str, row: dict, path: Path, lineno: int) -> str:
 def load_benchmark(name: str, root: Path | str | None = None, limit: int | None = None) -> list[Problem]:
     """The problems of one benchmark, in the harness's order (sorted by idx), the first `limit` if given."""
     spec = get_spec(name)
-    path = Path(root if root is not None else RESOURCES / "eval") / name / "test.jsonl"
+    if root is None:
+        root = toy_eval_root() if spec.toy else RESOURCES / "eval"
+    path = Path(root) / name / "test.jsonl"
     rows = _read_jsonl(path)
     problems: list[Problem] = []
     for pos, row in enumerate(rows):
@@ -211,7 +239,7 @@ def load_benchmark(name: str, root: Path | str | None = None, limit: int | None 
             continue
         gold = _math_gold(name, row, path, lineno)
         question = harness_question(_question(row, path, lineno), gold)
-        subject = _field(row, "subject", path, lineno) if name == "math500" else None
+        subject = _field(row, "subject", path, lineno) if name == "math500" or spec.toy else None
         problems.append(Problem(name, idx, row_id, question, gold, subject))
     if len({p.idx for p in problems}) != len(problems):
         raise DataError(f"{path}: duplicate idx values")

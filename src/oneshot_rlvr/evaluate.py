@@ -27,6 +27,7 @@ from oneshot_rlvr.benchmarks import (
     Problem,
     get_spec,
     load_benchmark,
+    stop_token_ids,
 )
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
 from oneshot_rlvr.prompts import build_prompt
@@ -234,9 +235,12 @@ def is_qwen2(model: str, config: dict) -> bool:
     return "qwen2" in model.lower() or str(config.get("model_type", "")).startswith("qwen2")
 
 
-def stop_settings(model: str, config: dict) -> tuple[list[str], list[int]]:
-    ids = list(QWEN2_STOP_TOKEN_IDS) if is_qwen2(model, config) else []
-    return list(STOP_STRINGS), ids
+def stop_settings(model: str, config: dict, tokenizer=None) -> tuple[list[str], list[int]]:
+    """Stop strings, and for Qwen2 models the ids of <|im_end|>, <|endoftext|> in the model's tokenizer
+    (the real Qwen2 ids 151645, 151643 when no tokenizer is given)."""
+    if not is_qwen2(model, config):
+        return list(STOP_STRINGS), []
+    return list(STOP_STRINGS), stop_token_ids(tokenizer) if tokenizer is not None else list(QWEN2_STOP_TOKEN_IDS)
 
 
 def summary_path(out_dir: Path | str, benchmark: str) -> Path:
@@ -425,8 +429,8 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
     from oneshot_rlvr.modeling import load_tokenizer
 
     config = model_config(model)
-    stop, stop_ids = stop_settings(model, config)
     tokenizer = load_tokenizer(model)
+    stop, stop_ids = stop_settings(model, config, tokenizer)
     prepared = [prepare_benchmark(b, tokenizer, opts) for b in pending]
     max_pos = int(config.get("max_position_embeddings") or 4096)
     longest = 0

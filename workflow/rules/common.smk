@@ -23,7 +23,16 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
-BUILT_MODELS = [m for m in config["models"] if config["models"][m].get("build")]
+# `build: tiny` models (data.smk); `build: toy` ones are pretrained by toy.smk
+BUILT_MODELS = [m for m in config["models"] if config["models"][m].get("build") == "tiny"]
+# the miniature world (toy.smk, docs/miniature.md): one world, in resources/ like every data source
+TOY_MODELS = [m for m in config["models"] if config["models"][m].get("build") == "toy"]
+TOY_WORLD = "resources/toy"
+
+
+def toy_option(model, key):
+    return config["models"][model].get("toy", {}).get(key)
+
 RANK_DEPENDENT = [d for d in config["datasets"] if PLAN.needs_ranking(d)]
 
 

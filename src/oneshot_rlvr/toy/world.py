@@ -4,7 +4,8 @@ Layout of `rlvr make-toy-world --out DIR`:
 
     DIR/train/pool.jsonl               verl rows like resources/train/dsr_sub.jsonl, plus category, level
     DIR/eval/toy_<category>/test.jsonl benchmark rows: problem, solution, answer, subject, level, unique_id
-    DIR/eval/toy/test.jsonl            all categories together (subject = category), MATH500-like
+    DIR/eval/toy/test.jsonl            all categories together (subject = category), MATH500-like,
+                                       interleaved by category so that a --limit stays balanced
     DIR/tokenizer/                     HF tokenizer folder (see toy/tokenizer.py)
     DIR/world.json                     seed, sizes, categories, file checksums
 
@@ -109,12 +110,14 @@ def make_world(out: Path, seed: int, pool_size: int = 256, test_per_category: in
     pool, tests = generate(seed, pool_size, test_per_category)
 
     files: dict[str, list[dict]] = {"train/pool.jsonl": [pool_row(it, i) for i, it in enumerate(pool)]}
-    combined = []
+    per_cat = []
     for cat, items in tests.items():
         rows = [test_row(it, f"toy/{cat}/{i}") for i, it in enumerate(items)]
         files[f"eval/toy_{cat}/test.jsonl"] = rows
-        combined += rows
-    files["eval/toy/test.jsonl"] = combined
+        per_cat.append(rows)
+    # interleaved (row i is category i % 6), so that `rlvr evaluate --limit 6k` reads the first k
+    # problems of every category, balanced over levels as each category file is
+    files["eval/toy/test.jsonl"] = [row for group in zip(*per_cat) for row in group]
     for rel, rows in files.items():
         write_jsonl(out / rel, rows)
 
