@@ -12,6 +12,14 @@ Contract used by the trainer and the evaluation harness:
     # outs[i][j] is a Completion for prompt i, sample j (j < n)
     engine.sync_weights(model)   # push a torch module's weights (no-op for hf bound to that module)
     engine.sleep(); engine.wake()  # vLLM sleep mode on CUDA; no-ops elsewhere
+
+GPU paths (CUDA only, written against the vLLM / transformers docs, NOT yet measured on a GPU):
+- vLLM colocated with the trainer: `enable_sleep_mode=True`; after generation `sleep(level)` frees the
+  KV cache (and offloads or drops the weights) for the log-prob and update phases; `sync_weights`
+  then wakes the weights only, loads the new ones, wakes the KV cache and resets the prefix cache,
+  so the weights and a full KV cache never coexist with the trainer's activations.
+- `hf` engine: a static KV cache (`cache_implementation="static"`), which transformers compiles with
+  torch.compile for decoding on CUDA. On CPU it stays off by default (`static_cache="auto"`).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ class SamplingConfig:
     stop: list[str] = field(default_factory=list)  # stop strings (excluded from the output, as vLLM)
     stop_token_ids: list[int] = field(default_factory=list)  # besides the model's EOS
     logprobs: bool = False  # return the sampled tokens' (temperature-processed) log-probs
+    min_tokens: int = 0  # EOS suppressed before this many tokens (benchmarks force response lengths)
 
 
 @dataclass
@@ -60,11 +69,20 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, eos_token_ids: list[int] | None = None, batch_size: int = 256):
+    def __init__(self, model, tokenizer, eos_token_ids: list[int] | None = None, batch_size: int = 256,
+                 static_cache: str = "auto"):
         self.model, self.tokenizer = model, tokenizer
         eos = eos_token_ids if eos_token_ids is not None else _model_eos_ids(model, tokenizer)
         self.eos_ids = list(dict.fromkeys(eos))
         self.batch_size = batch_size
+        if static_cache not in ("auto", "on", "off"):
+            raise ValueError(f"static_cache must be auto, on or off, got {static_cache!r}")
+        self.static_cache = static_cache
+
+    def _use_static_cache(self, device) -> bool:
+        # a static cache has fixed shapes, so transformers torch.compile's the decoding step on CUDA; on CPU
+        # it would only pre-allocate, and compile there costs more than it saves for short test runs
+        return self.static_cache == "on" or (self.static_cache == "auto" and device.type == "cuda")
 
     def generate(self, prompt_ids: list[list[int]], sampling: SamplingConfig) -> list[list[Completion]]:
         import torch
@@ -93,6 +111,10 @@ class HFEngine:
                 kwargs = dict(max_new_tokens=sampling.max_tokens, eos_token_id=eos, pad_token_id=pad,
                               do_sample=not greedy, output_scores=sampling.logprobs,
                               return_dict_in_generate=True)
+                if sampling.min_tokens:
+                    kwargs["min_new_tokens"] = sampling.min_tokens
+                if self._use_static_cache(device):
+                    kwargs["cache_implementation"] = "static"
                 if not greedy:
                     kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p,
                                   top_k=sampling.top_k if sampling.top_k and sampling.top_k > 0 else 0)
@@ -154,7 +176,8 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model_path: str, dtype: str = "float32", seed: int = 0, max_model_len: int = 4096,
-                 gpu_memory_utilization: float = 0.7, max_num_seqs: int = 256, enforce_eager: bool | None = None):
+                 gpu_memory_utilization: float = 0.7, max_num_seqs: int = 256, enforce_eager: bool | None = None,
+                 sleep: bool = True, sleep_level: int = 1):
         import os
 
         import torch
@@ -167,10 +190,18 @@ class VLLMEngine:
                       logprobs_mode="processed_logprobs", max_num_seqs=max_num_seqs,
                       gpu_memory_utilization=gpu_memory_utilization,
                       enforce_eager=(not cuda) if enforce_eager is None else enforce_eager)
-        if cuda:
-            kwargs["enable_sleep_mode"] = True  # raises on CPU
-        else:
+        # sleep mode raises at init on CPU ("not supported on current platform"): CUDA only
+        self.sleep_enabled = bool(cuda and sleep)
+        if sleep_level not in (1, 2):
+            raise ValueError(f"sleep_level must be 1 or 2, got {sleep_level!r}")
+        self.sleep_level = sleep_level
+        if self.sleep_enabled:
+            kwargs["enable_sleep_mode"] = True
+        if not cuda:
             kwargs["distributed_executor_backend"] = "uni"
+        elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # one vLLM replica per torchrun rank (TP=1): vLLM joins the ranks' launcher instead of spawning
+            kwargs["distributed_executor_backend"] = "external_launcher"
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self._sleeping = False
@@ -192,7 +223,8 @@ class VLLMEngine:
             params.append(SamplingParams(
                 n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                 top_k=sampling.top_k if sampling.top_k and sampling.top_k > 0 else 0,
-                max_tokens=sampling.max_tokens, seed=seed, stop=list(sampling.stop) or None,
+                max_tokens=sampling.max_tokens, min_tokens=sampling.min_tokens, seed=seed,
+                stop=list(sampling.stop) or None,
                 stop_token_ids=list(sampling.stop_token_ids) or None,
                 logprobs=0 if sampling.logprobs else None, detokenize=True))
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False)
@@ -210,9 +242,13 @@ class VLLMEngine:
         return result
 
     def sync_weights(self, model) -> None:
+        """Load `model`'s weights; when asleep: wake weights → load → wake KV cache → reset prefix cache."""
         import torch
 
         state = {k: v.detach() for k, v in model.state_dict().items()}
+        asleep = self._sleeping
+        if asleep:  # weights first: the KV cache is allocated only after the new weights are in place
+            self.llm.wake_up(tags=["weights"])
         runner = self._model_runner()
         with torch.no_grad():
             runner.reload_weights(weights_iterator=iter(list(state.items())))
@@ -223,13 +259,19 @@ class VLLMEngine:
                 qm = getattr(head, "quant_method", None)
                 if qm is not None and hasattr(qm, "process_weights_after_loading"):
                     qm.process_weights_after_loading(head)
+        del state
+        if asleep:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the trainer's freed blocks go back before the KV cache is allocated
+            self.llm.wake_up(tags=["kv_cache"])
+            self._sleeping = False
         self.llm.reset_prefix_cache()
 
     def sleep(self) -> None:
-        import torch
-
-        if torch.cuda.is_available() and not self._sleeping:
-            self.llm.sleep(level=1)
+        """Free the GPU memory vLLM holds (level 1: weights to CPU RAM; level 2: weights dropped, they are
+        re-pushed by `sync_weights` anyway). No-op without sleep mode (CPU)."""
+        if self.sleep_enabled and not self._sleeping:
+            self.llm.sleep(level=self.sleep_level)
             self._sleeping = True
 
     def wake(self) -> None:
@@ -239,7 +281,8 @@ class VLLMEngine:
 
 
 def make_engine(kind: str, model_path: str, *, model=None, tokenizer=None, dtype: str = "float32", seed: int = 0,
-                max_model_len: int = 4096, gpu_memory_utilization: float = 0.7, max_num_seqs: int = 256):
+                max_model_len: int = 4096, gpu_memory_utilization: float = 0.7, max_num_seqs: int = 256,
+                static_cache: str = "auto", sleep: bool = True, sleep_level: int = 1):
     """Build a rollout engine. `hf` needs the torch `model` (and tokenizer) or loads them from `model_path`."""
     if kind == "hf":
         if model is None or tokenizer is None:
@@ -248,8 +291,9 @@ def make_engine(kind: str, model_path: str, *, model=None, tokenizer=None, dtype
             device = resolve_device("auto")
             tokenizer = tokenizer or load_tokenizer(model_path)
             model = model or load_model(model_path, resolve_dtype(dtype, device), device)
-        return HFEngine(model, tokenizer)
+        return HFEngine(model, tokenizer, static_cache=static_cache)
     if kind == "vllm":
         return VLLMEngine(model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                          gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs)
+                          gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
+                          sleep=sleep, sleep_level=sleep_level)
     raise ValueError(f"unknown engine {kind!r}; expected hf or vllm")

@@ -293,11 +293,13 @@ class GRPOTrainer:
     def _make_engine(self):
         cfg = self.cfg
         if cfg.engine == "hf":
-            return make_engine("hf", cfg.model, model=self.model, tokenizer=self.tokenizer)
+            return make_engine("hf", cfg.model, model=self.model, tokenizer=self.tokenizer,
+                               static_cache=cfg.hf_static_cache)
         dt = {torch.float32: "float32", torch.bfloat16: "bfloat16"}[self.dtype]
         return make_engine("vllm", cfg.model, dtype=dt, seed=cfg.seed,
                            max_model_len=cfg.max_prompt_length + cfg.max_response_length,
-                           gpu_memory_utilization=cfg.gpu_memory_utilization, max_num_seqs=cfg.max_num_seqs)
+                           gpu_memory_utilization=cfg.gpu_memory_utilization, max_num_seqs=cfg.max_num_seqs,
+                           sleep=cfg.vllm_sleep, sleep_level=cfg.vllm_sleep_level)
 
     def _sync_engine(self) -> None:
         """Push the policy's weights into the rollout engine (vLLM: wake weights → load → wake KV cache)."""
@@ -313,8 +315,12 @@ class GRPOTrainer:
     def rollout(self, step: int, batch_rows: list[TrainRow]) -> tuple[Rollout, dict]:
         cfg = self.cfg
         t0 = time.perf_counter()
+        seed = cfg.seed * 100_003 + step
+        rank = _dist()[0]
+        if rank > 0:  # 1-shot: every rank holds the same prompt; the same seed would give the same samples
+            seed += rank * 10_000_019
         sampling = SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                                  max_tokens=cfg.max_response_length, seed=cfg.seed * 100_003 + step)
+                                  max_tokens=cfg.max_response_length, seed=seed)
         self.engine.wake()
         outs: list[list[Completion]] = self.engine.generate([r.prompt_ids for r in batch_rows], sampling)
         self.engine.sleep()
