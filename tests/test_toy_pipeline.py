@@ -78,9 +78,12 @@ def test_stop_token_ids_come_from_the_tokenizer():
 def test_miniature_config_validates_and_plans_the_must_show_runs():
     plan = load_plan(REPO / "config" / "miniature.yaml", root=REPO)
     runs = {r for _, r in plan.experiments["MS"]}
-    assert {"base", "toy_pool", "pi1", "pi1--seed2", "random1s2--seed2", "toy_pool--format_s1"} <= runs
+    assert {"base", "toy_pool", "pi1", "pi1--seed3", "random1s3--seed3", "toy_pool--format_s2"} <= runs
     assert plan.built_model_dir("toy") == "results/miniature/models/toy"
     assert plan.run("toy", "pi1").benchmarks == ["toy"]
+    # three different training seeds per condition (RunConfig's default seed is 1)
+    seeds = {plan.run("toy", r).run_config.get("seed", 1) for r in ("pi1", "pi1--seed2", "pi1--seed3")}
+    assert seeds == {1, 2, 3}
 
 
 def test_schema_rejects_unknown_toy_keys():
@@ -117,7 +120,7 @@ def test_toy_rules_plan_world_then_pretraining(tmp_path):
 
 def test_condition_groups_seeds():
     assert report.condition("pi1--seed2") == "pi1"
-    assert report.condition("random1s1--seed1") == "random1"
+    assert report.condition("random1s3--seed3") == "random1"
     assert report.condition("toy_pool--format_s2") == "toy_pool--format"
     assert report.condition("toy_pool--format") == "toy_pool--format"
     assert report.condition("pi1--t5r1") == "pi1--t5r1"
