@@ -1,8 +1,15 @@
-"""Retention: evaluated checkpoints are pruned per policy; the best and the unevaluated are kept."""
+"""Retention: evaluated checkpoints are pruned per policy; the best and the unevaluated are kept;
+`rlvr prune` reports bytes kept/freed; the workflow plans one prune per run after select_best.
+(The demo-sized workflow end to end with `none-after-eval`: tests/test_snakemake_kill.py.)"""
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from oneshot_rlvr.errors import ConfigError, DataError
 from oneshot_rlvr.retention import prune
@@ -55,3 +62,87 @@ def test_errors(tmp_path):
         prune(_run(tmp_path), "some")
     with pytest.raises(DataError, match="best.json"):
         prune(tmp_path / "nope", "all")
+
+
+def _summaries(run, steps, benches):
+    for s in steps:
+        for b in benches:
+            d = run / "eval" / f"step_{s}" / b
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "summary.json").write_text("{}")
+
+
+def test_run_benchmarks_on_disk_decide_what_is_evaluated(tmp_path):
+    run = _run(tmp_path, evaluated=(0, 2, 4, 6))
+    _summaries(run, (0, 2, 4, 6), ["math500"])
+    _summaries(run, (0, 4, 6), ["aime24"])  # step 2 lacks aime24: its evaluation is not complete
+    rep = prune(run, "none-after-eval", benchmarks=["math500", "aime24"])
+    assert _left(run) == [2, 4] and rep["deleted_steps"] == [0, 6]
+
+
+def test_without_an_average_each_benchmarks_best_is_kept(tmp_path):
+    """MATH500 + AIME24 runs (Tab. 3/5) have no six-benchmark average: every per-benchmark best stays."""
+    run = _run(tmp_path, evaluated=(0, 2, 4, 6))
+    best = json.loads((run / "best.json").read_text())
+    best["best_avg"] = None
+    (run / "best.json").write_text(json.dumps(best))
+    prune(run, "none-after-eval")
+    assert _left(run) == [2, 4]
+    best["per_benchmark"] = {}
+    (run / "best.json").write_text(json.dumps(best))
+    prune(run, "none-after-eval")  # nothing ranked at all: nothing deleted
+    assert _left(run) == [2, 4]
+
+
+def test_deletion_leftovers_are_not_checkpoints_and_are_removed(tmp_path):
+    run = _run(tmp_path)
+    ckpts = run / "train" / "checkpoints"
+    (ckpts / ".step_8.deleting").mkdir()  # a prune killed mid-deletion
+    (ckpts / ".step_8.deleting" / "model.safetensors").write_bytes(b"x" * 7)
+    (run / "train" / "state" / "step_6").mkdir(parents=True)
+    (run / "train" / "state" / "step_6" / "trainer.pt").write_bytes(b"s" * 50)
+    rep = prune(run, "none-after-eval")
+    assert 8 not in rep["kept_steps"] + rep["deleted_steps"] and not (ckpts / ".step_8.deleting").exists()
+    assert rep["bytes_state"] == 50
+    assert rep["bytes_run"] == sum(f.stat().st_size for f in run.rglob("*") if f.is_file())
+
+
+def test_cli_writes_the_report_and_names_errors(tmp_path, capsys):
+    from oneshot_rlvr import cli
+
+    run = _run(tmp_path / "run")
+    out = tmp_path / "retention.json"
+    assert cli.main(["prune", "--run-dir", str(run), "--policy", "none-after-eval", "--out", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["kept_steps"] == [4, 6] and rep["bytes_kept"] == 104 + 106 and not list(tmp_path.glob(".*.tmp"))
+    capsys.readouterr()
+    assert cli.main(["prune", "--run-dir", str(run), "--policy", "keep-some"]) == 2
+    assert "keep_checkpoints: 'keep-some' is not one of" in capsys.readouterr().err
+    (run / "best.json").write_text("{trunc")
+    assert cli.main(["prune", "--run-dir", str(run), "--policy", "all"]) == 2
+    assert "best.json: not valid JSON" in capsys.readouterr().err
+    assert _left(run) == [4, 6]
+
+
+def test_workflow_plans_a_prune_per_run_after_select_best(tmp_path):
+    """retention.keep_checkpoints: none-after-eval plans one `rlvr prune` per trained run (not for
+    `base`), a variant with `keep_checkpoints: all` opts out; the default `all` plans none."""
+    pytest.importorskip("snakemake")
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("resources", "config"):
+        (tmp_path / name).symlink_to(repo / name)
+    cfg = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
+    cfg["retention"] = {"keep_checkpoints": "none-after-eval"}
+    cfg["variants"] = {"keepall": {"keep_checkpoints": "all"}}
+    cfg["experiments"]["demo"]["runs"].append("pi1--keepall")
+    (tmp_path / "ret.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory",
+                        str(tmp_path), "--nolock", "-n", "-p", "--configfile", str(tmp_path / "ret.yaml")],
+                       capture_output=True, text=True, timeout=600, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                                                                         "HOME": str(tmp_path)})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    pruned = sorted(set(re.findall(r"rlvr prune --run-dir results/demo/runs/tiny/(\S+) "
+                                                 r"--policy none-after-eval --benchmarks math500,\S+ --out", out)))
+    assert pruned == ["pi1", "pi13", "pi1_pi13", "pool16"]
+    assert "runs/tiny/base/retention.json" not in out and "pi1--keepall/retention.json" not in out
