@@ -7,14 +7,15 @@
 # (policy, kept/deleted steps, bytes kept/freed).
 
 
-def retention_policy(model, run):
-    default = (config.get("retention") or {}).get("keep_checkpoints", "all")
-    return PLAN.run(model, run).run_config.get("keep_checkpoints", default)
-
-
-def _pruned_runs():
-    members = dict.fromkeys(mr for e in PLAN.experiments.values() for mr in e)
-    return [(m, r) for m, r in members if r != registry.BASE_RUN and retention_policy(m, r) != "all"]
+# (model, run) -> policy, for every run of an experiment (the linter wants no functions here)
+RETENTION_POLICY = {
+    (m, r): PLAN.run(m, r).run_config.get(
+        "keep_checkpoints", (config.get("retention") or {}).get("keep_checkpoints", "all")
+    )
+    for e in PLAN.experiments.values()
+    for m, r in e
+    if r != registry.BASE_RUN
+}
 
 
 rule prune:
@@ -29,7 +30,7 @@ rule prune:
     localrule: True
     params:
         rlvr=RLVR,
-        policy=lambda wildcards: retention_policy(wildcards.model, wildcards.run),
+        policy=lambda wildcards: RETENTION_POLICY.get((wildcards.model, wildcards.run), "all"),
         run_dir=lambda wildcards: f"results/{wildcards.name}/runs/{wildcards.model}/{wildcards.run}",
         benchmarks=lambda wildcards: ",".join(PLAN.run(wildcards.model, wildcards.run).benchmarks),
     conda:
@@ -40,4 +41,4 @@ rule prune:
 
 
 # Extended into `rule all` by the Snakefile.
-RETENTION_TARGETS = [f"{PLAN.run_dir(m, r)}/retention.json" for m, r in _pruned_runs()]
+RETENTION_TARGETS = [f"{PLAN.run_dir(m, r)}/retention.json" for (m, r), p in RETENTION_POLICY.items() if p != "all"]
