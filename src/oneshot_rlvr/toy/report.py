@@ -1,6 +1,6 @@
 """Seed-aggregated tables and a figure for the miniature world, from a collected metrics.csv.
 
-    python -m oneshot_rlvr.toy.report --metrics results/miniature/metrics.csv \\
+    python -m oneshot_rlvr.toy.report --metrics results/miniature/experiments/{MS,MV}/metrics.csv \\
         --out results/miniature/tables [--model toy] [--grader qwen] [--runs pi1,pi1--seed1,...]
 
 Runs that differ only by their seed form one *condition*: a `--seed<k>` variant is dropped, an
@@ -65,13 +65,19 @@ def fmt(values, ci: bool = True) -> str:
     return text + (f" [{mean - half:.1f}, {mean + half:.1f}]" if ci else "")
 
 
-def load(metrics: Path, model: str, grader: str, runs: list[str] | None) -> pd.DataFrame:
-    if not metrics.is_file():
-        raise DataError(f"metrics file not found: {metrics}")
-    df = pd.read_csv(metrics, keep_default_na=False, na_values=[""], dtype={"grader": str})
-    missing = {"model", "run", "step", "benchmark", "grader", "metric", "value"} - set(df.columns)
-    if missing:
-        raise DataError(f"{metrics}: missing columns {sorted(missing)}")
+def load(paths: list[Path], model: str, grader: str, runs: list[str] | None) -> pd.DataFrame:
+    frames = []
+    for metrics in paths:
+        if not metrics.is_file():
+            raise DataError(f"metrics file not found: {metrics}")
+        df = pd.read_csv(metrics, keep_default_na=False, na_values=[""], dtype={"grader": str})
+        missing = {"model", "run", "step", "benchmark", "grader", "metric", "value"} - set(df.columns)
+        if missing:
+            raise DataError(f"{metrics}: missing columns {sorted(missing)}")
+        frames.append(df)
+    metrics = ", ".join(map(str, paths))
+    # experiments share runs (base, pi1): the same row may come from several files
+    df = pd.concat(frames).drop_duplicates(subset=["model", "run", "step", "benchmark", "grader", "metric"])
     df["grader"] = df["grader"].fillna("")
     df = df[df["model"] == model]
     if runs:
@@ -186,7 +192,8 @@ def plot(agg: pd.DataFrame, path: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--metrics", required=True, type=Path, help="collected metrics.csv (rlvr collect)")
+    p.add_argument("--metrics", required=True, type=Path, nargs="+",
+                   help="collected metrics.csv file(s) (rlvr collect; e.g. several experiments)")
     p.add_argument("--out", required=True, type=Path, help="folder for miniature.md, curves.csv, curves.png")
     p.add_argument("--model", default="toy")
     p.add_argument("--grader", default="qwen")
