@@ -263,7 +263,8 @@ class VLLMEngine:
         if asleep:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # the trainer's freed blocks go back before the KV cache is allocated
-            self.llm.wake_up(tags=["kv_cache"])
+            if not self.llm.wake_up(tags=["kv_cache"]):
+                self.llm.wake_up()  # something else still asleep: vLLM schedules again only when all is resident
             self._sleeping = False
         self.llm.reset_prefix_cache()
 

@@ -1,0 +1,61 @@
+"""vLLM sleep-mode sequence around a weight push: sleep → wake weights → load → wake KV cache → reset.
+
+Sleep mode cannot be enabled on CPU (vLLM raises at init), but vLLM's engine-core bookkeeping runs
+for real: `sleep()` pauses the scheduler and marks weights + KV cache asleep, and scheduling resumes
+only once every tag is awake again (the CPU worker's own sleep/wake are no-ops). So on CPU we force
+the engine's `sleep_enabled`, spy on (and call through to) the real LLM methods, and check the order,
+that the engine is fully awake afterwards, and that vLLM then samples with the NEW weights.
+On CUDA the same calls also move memory: not measured here (docs/gpu.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oneshot_rlvr.modeling import load_model
+from oneshot_rlvr.rollout import SamplingConfig, VLLMEngine
+from oneshot_rlvr.trainer import response_logprobs
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_sleep_wake_sequence_then_new_weights_are_used(tiny_model_dir):
+    engine = VLLMEngine(str(tiny_model_dir), dtype="float32", seed=0, max_model_len=512)
+    assert engine.sleep_enabled is False  # CPU: enable_sleep_mode is never passed (it raises)
+    engine.sleep_enabled = True
+    calls: list = []
+    llm = engine.llm
+    real_sleep, real_wake, real_reset = llm.sleep, llm.wake_up, llm.reset_prefix_cache
+
+    def sleep(level=1, **kw):
+        calls.append(("sleep", level))
+        return real_sleep(level=level, **kw)
+
+    def wake_up(tags=None):
+        calls.append(("wake", tuple(tags) if tags else None))
+        return real_wake(tags)
+
+    def reset(*a, **kw):
+        calls.append(("reset",))
+        return real_reset(*a, **kw)
+
+    llm.sleep, llm.wake_up, llm.reset_prefix_cache = sleep, wake_up, reset
+
+    engine.sleep()
+    engine.sleep()  # idempotent
+    assert llm.llm_engine.is_sleeping()
+    model = load_model(str(tiny_model_dir), torch.float32, "cpu")
+    with torch.no_grad():  # new weights, so that stale ones would show in the log-probs
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    engine.sync_weights(model)
+    assert calls == [("sleep", 1), ("wake", ("weights",)), ("wake", ("kv_cache",)), ("reset",)]
+    assert not llm.llm_engine.is_sleeping()
+    prompt = [151644, 872, 198, 3838, 374, 220, 16, 10, 16, 30]
+    outs = engine.generate([prompt], SamplingConfig(n=2, temperature=0.6, max_tokens=6, seed=3, logprobs=True))
+    seqs = [(prompt, c.token_ids) for c in outs[0]]
+    with torch.no_grad():
+        ours, _ = response_logprobs(model, seqs, 0.6, 2048, False)
+    theirs = torch.tensor([lp for c in outs[0] for lp in c.logprobs])
+    assert (ours - theirs).abs().max().item() <= 1e-4
