@@ -183,7 +183,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--micro-batch-tokens", type=int, default=24000)
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.35)
     ap.add_argument("--steps", type=int, default=2, help="timed steps; the first includes warm-up/compilation")
-    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--deepspeed", action="store_true", help="the update through DeepSpeed ZeRO-2 (one process)")
+    ap.add_argument("--no-baseline", action="store_true", help="the baseline runs once, after the last step")
     ap.add_argument("--baseline-batch", type=int, default=64, help="sequences per naive generate/forward call")
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -206,7 +207,7 @@ def main(argv=None) -> dict:
     cfg = RunConfig(model=str(model_dir), train_file=str(pi1), train_batch_size=min(args.prompts, 128), n=args.n,
                     max_response_length=L, engine=engine, dtype=args.dtype, micro_batch_tokens=args.micro_batch_tokens,
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
-                    max_num_seqs=max(256, min(1024, args.prompts * args.n))).validate()
+                    max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed).validate()
     tr = GRPOTrainer(cfg, work / "run")
     tr.setup()
     tr.engine = tr._make_engine()
@@ -270,7 +271,7 @@ def main(argv=None) -> dict:
         res["update"]["optimizer_steps"] = upd["optimizer_steps"]
         res["step_seconds"] = sum(v["seconds"] for v in res.values() if isinstance(v, dict))
 
-        if not args.no_baseline:
+        if not args.no_baseline and step == args.steps:  # once: at the paper's shape it takes minutes
             base: dict = {}
             bmodel = tr.model  # the fp32 master weights (plain model, no autocast)
             t = time.perf_counter()
