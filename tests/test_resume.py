@@ -57,9 +57,13 @@ def test_sigkill_at_random_moment_then_rerun_is_identical(tmp_path, tiny_model_d
     rng = random.Random(int(os.environ.get("RLVR_TEST_SEED", time.time())))
     out = tmp_path / "killed"
     kills = 0
+    last_state = out / "state" / "step_3" / "trainer.pt"
     for _ in range(2):  # kill twice at random moments, then let it finish
         p = _start(cfg, out)
-        time.sleep(rng.uniform(0.3, 0.9) * full)
+        deadline = time.time() + rng.uniform(0.3, 0.9) * full
+        # ... but no later than once step 3 is saved, so that the kill always lands before the end
+        while time.time() < deadline and not last_state.exists() and p.poll() is None:
+            time.sleep(0.05)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             kills += 1
@@ -67,6 +71,7 @@ def test_sigkill_at_random_moment_then_rerun_is_identical(tmp_path, tiny_model_d
     p = _start(cfg, out)
     assert p.wait() == 0, p.stderr.read()[-2000:]
     print(f"uninterrupted {full:.1f}s, killed {kills}x")
+    assert kills == 2
     assert _metrics(out) == _metrics(ref)
     a, b = _weights(out, 4), _weights(ref, 4)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
