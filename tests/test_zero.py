@@ -154,3 +154,39 @@ def test_deepspeed_training_resume_and_checkpoints(tmp_path, tiny_model_dir, pi1
                         str(resumed), "--set", "deepspeed=false", "--set", "total_steps=4"],
                        cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "deepspeed" in (r.stderr + r.stdout)
+
+
+@pytest.mark.slow
+def test_two_rank_deepspeed_training_resumes_exactly(tmp_path, tiny_model_dir, pi1_file):
+    """torchrun with 2 gloo ranks: every rank writes its ZeRO partition into rank 0's temporary state dir,
+    rank 0 swaps it in; a run stopped after step 2 and resumed equals the uninterrupted one."""
+    from safetensors.torch import load_file
+
+    cfg = {"model": str(tiny_model_dir), "train_file": str(pi1_file), "train_batch_size": 2, "n": 4,
+           "max_response_length": 8, "engine": "hf", "total_steps": 3, "save_freq": 1, "lr": 1e-3,
+           "progress": False, "tensorboard": False, "temperature": 1.0, "deepspeed": True}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+
+    def run(out, port, *sets):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               "-m", "oneshot_rlvr.cli", "train", "--config", str(path), "--out", str(out)]
+        for s in sets:
+            cmd += ["--set", s]
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    run(full, 29551)
+    run(resumed, 29552, "total_steps=2")
+    parts = sorted(p.name for p in (resumed / "state" / "step_2" / "deepspeed").iterdir())
+    assert [p for p in parts if "optim_states" in p] == ["zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                                                         "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
+    assert not list((resumed / "state").glob(".step_*"))  # no temporary dir left behind
+    run(resumed, 29553)
+    assert _metrics(resumed) == _metrics(full)
+    a = load_file(str(full / "checkpoints" / "step_3" / "model.safetensors"))
+    b = load_file(str(resumed / "checkpoints" / "step_3" / "model.safetensors"))
+    w0 = load_file(str(full / "checkpoints" / "step_0" / "model.safetensors"))
+    assert max((a[k] - w0[k]).abs().max().item() for k in a) > 1e-3  # it trained
+    assert max((a[k] - b[k]).abs().max().item() for k in a) == 0.0
