@@ -165,7 +165,8 @@ def trl_status() -> str:
         import trl  # noqa: F401
     except ImportError:
         return "not installed (pip install trl to add it); not measured"
-    return f"trl {trl.__version__} installed, but its GRPOTrainer timing is not wired into this script yet; not measured"
+    return (f"trl {trl.__version__} installed, but its GRPOTrainer timing is not wired into this script yet; "
+            "not measured")
 
 
 def main(argv=None) -> dict:
@@ -321,8 +322,8 @@ def main(argv=None) -> dict:
         b = last.get("baseline", {}).get(k)
         mfu = f"{v['mfu'] * 100:.1f}%" if v.get("mfu") is not None else "-"
         tps = f"{v['tokens_per_s']:.0f}" if v.get("tokens_per_s") else "-"
-        print(f"{k:9s} {v['seconds']:9.3f} {tps:>10s} {mfu:>7s} "
-              f"{(b['seconds'] if b else float('nan')):9.3f} {(b['seconds'] / v['seconds'] if b else float('nan')):10.2f}")
+        b_s = b["seconds"] if b else float("nan")
+        print(f"{k:9s} {v['seconds']:9.3f} {tps:>10s} {mfu:>7s} {b_s:9.3f} {b_s / v['seconds']:10.2f}")
     print(f"step {last['step_seconds']:.3f} s   TRL: {report['trl']}")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     return report
