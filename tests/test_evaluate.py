@@ -12,6 +12,7 @@ from oneshot_rlvr.errors import ConfigError, DataError
 from oneshot_rlvr.evaluate import (
     EvalOptions,
     atomic_write_json,
+    checkpoint_fingerprint,
     decoding_for,
     evaluate,
     has_reflection,
@@ -156,6 +157,26 @@ def test_existing_summary_with_other_settings_is_an_error(tmp_path):
         evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16))
     with pytest.raises(ConfigError, match="max_new_tokens 16"):
         evaluate(str(model), ["aime24"], out, EvalOptions(limit=5))
+
+
+def test_summary_of_rewritten_weights_is_redone(tmp_path, capsys):
+    """A retrained run rewrites its checkpoint: the old summary must not be reused (the workflow relies
+    on this instead of --overwrite, so that an interrupted chunk keeps its finished benchmarks)."""
+    model = _fake_model_dir(tmp_path)
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"old weights")
+    fp = checkpoint_fingerprint(str(model))
+    assert fp == checkpoint_fingerprint(str(model)) and checkpoint_fingerprint("Qwen/Qwen2.5-Math-1.5B") is None
+    out = tmp_path / "eval"
+    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 12.5}, "checkpoint": fp})
+    assert evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf"))["aime24"]["accuracy"]["qwen"] == 12.5
+    weights.write_bytes(b"new weights, retrained")
+    assert checkpoint_fingerprint(str(model)) != fp
+    # not skipped any more: it goes on to load the (unloadable) model instead of returning 12.5
+    with pytest.raises(Exception):
+        evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf"))
+    assert "made from other weights" in capsys.readouterr().err
+    assert json.loads((out / "aime24" / "summary.json").read_text())["accuracy"]["qwen"] == 12.5  # not clobbered
 
 
 def test_corrupt_existing_summary_names_file(tmp_path):

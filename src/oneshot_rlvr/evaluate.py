@@ -5,15 +5,18 @@ benchmark the problems are wrapped in the harness prompt, generated in batches (
 problem in one request, n=k), graded by every requested grader (`oneshot_rlvr.grading`), and
 written to `OUT/<bench>/samples.jsonl` then `OUT/<bench>/summary.json` (docs/contracts.md).
 summary.json is written last and atomically, so its existence means the pair is complete; such
-pairs are skipped unless `overwrite`. Model output is only ever parsed, never executed (the
+pairs are skipped unless `overwrite` -- or unless the summary records another checkpoint fingerprint
+(weights rewritten since, e.g. a retrained run), so a rerun never keeps results of old weights. Model output is only ever parsed, never executed (the
 harness's Python tool-call loop is deliberately left out, see docs/evaluation.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -367,6 +370,7 @@ def evaluate_benchmark(
         "grader_timeout_s": opts.grader_timeout,
     }
     summary = summarize(rows, opts.graders, benchmark=benchmark, model=model, k=dec.n_samples, decoding=decoding)
+    summary["checkpoint"] = checkpoint_fingerprint(model)
     bench_dir = Path(out_dir) / benchmark
     atomic_write_jsonl(bench_dir / "samples.jsonl", rows)
     atomic_write_json(bench_dir / "summary.json", summary)  # last: its existence marks completion
@@ -385,6 +389,26 @@ def check_model(model: str) -> None:
 # Settings that change what a summary measures: a summary made with other values is not "done" for
 # this request (e.g. a --limit 5 smoke run must not stand in for the full evaluation).
 _SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit")
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def checkpoint_fingerprint(model: str) -> str | None:
+    """Identity of a local checkpoint: sha1 over (name, size, mtime) of its weight files and config.
+
+    Cheap (reads no weights) and changes whenever training rewrites the checkpoint, which a retrained
+    run does; None for a hub id or a missing directory (nothing to compare).
+    """
+    p = Path(model)
+    if not p.is_dir():
+        return None
+    h = hashlib.sha1()
+    for f in sorted(p.iterdir()):
+        if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name == "config.json"):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _check_same_settings(path: Path, existing: dict, benchmark: str, opts: EvalOptions) -> None:
@@ -412,6 +436,7 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
     out_dir = Path(out_dir)
     results: dict[str, dict] = {}
     pending = []
+    fingerprint = checkpoint_fingerprint(model)
     for b in benchmarks:
         sp = summary_path(out_dir, b)
         if sp.is_file() and not opts.overwrite:
@@ -419,6 +444,11 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
                 existing = json.loads(sp.read_text())
             except json.JSONDecodeError as exc:
                 raise DataError(f"{sp}: existing summary is not valid JSON ({exc.msg}); delete it or pass --overwrite") from None
+            if fingerprint and isinstance(existing, dict) and existing.get("checkpoint") not in (None, fingerprint):
+                print(f"[evaluate] {sp}: made from other weights of {model} (rewritten since); re-evaluating",
+                      file=sys.stderr)
+                pending.append(b)
+                continue
             _check_same_settings(sp, existing, b, opts)
             results[b] = existing
         else:

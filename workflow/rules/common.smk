@@ -161,9 +161,9 @@ def evaluate_commands(wildcards):
             benches = PLAN.run(model, run).benchmarks
             calls.append(f"mkdir -p {out} && cp -r {quoted(f'{src}/{b}' for b in benches)} {out}/")
             continue
+        # No --overwrite: finished (checkpoint, benchmark) pairs of an interrupted chunk are skipped, and
+        # a summary of a retrained checkpoint is redone (rlvr evaluate compares checkpoint fingerprints).
         args = ["evaluate", "--model", PLAN.evaluate_model(model, run, step), "--out", out] + common
-        if step > 0:
-            args.append("--overwrite")  # a retrained run must not keep summaries of the old checkpoint
         calls.append(f"{RLVR} {quoted(args)}" + (f" {extra}" if extra else ""))
     return " && ".join(calls)
 
