@@ -102,9 +102,13 @@ def per_run(df: pd.DataFrame, grader: str) -> pd.DataFrame:
         else:
             trained = acc[acc.index > 0]
             last = int(trained.index.max()) if not trained.empty else 0
+        # best over the trained checkpoints only (step 0 is the base model, shared by every run)
+        pool = acc[acc.index > 0] if run != BASE and (acc.index > 0).any() else acc
         row = {"run": run, "condition": BASE if run == BASE else condition(run), "last_step": last,
-               "last": acc.loc[last], "best": acc.max() if run != BASE else acc.loc[0],
-               "best_step": int(acc.idxmax()) if run != BASE else 0}
+               "last": acc.loc[last], "best": pool.max(), "best_step": int(pool.idxmax())}
+        boxed = df[(df["benchmark"] == "toy") & (df["run"] == run) & (df["step"] == last)
+                   & (df["metric"] == "boxed_ratio")]["value"]
+        row["boxed_last"] = boxed.iloc[0] if not boxed.empty else math.nan
         cats = g[(g["step"] == last) & g["metric"].str.startswith("accuracy/")]
         for _, r in cats.iterrows():
             row[r["metric"].split("/", 1)[1]] = r["value"]
@@ -139,9 +143,10 @@ def curves(df: pd.DataFrame, grader: str) -> pd.DataFrame:
 def markdown(table: pd.DataFrame, subjects: list[str]) -> str:
     order = [BASE] + sorted(c for c in table["condition"].unique() if c != BASE)
     lines = ["Mean ± sample std over seeds [95% t-interval]; accuracy in % on the `toy` test problems "
-             "evaluated (greedy). `last` = the run's last evaluated step, `best` = its best evaluated step.", "",
-             "| condition | seeds | toy acc, last step | toy acc, best step | Δ last vs base | train acc, last step |",
-             "|---|---|---|---|---|---|"]
+             "evaluated (greedy). `last` = the run's last evaluated step, `best` = its best trained checkpoint "
+             "(step > 0).", "",
+             "| condition | seeds | toy acc, last step | toy acc, best step | Δ last vs base | train acc, last step | boxed %, last step |",
+             "|---|---|---|---|---|---|---|"]
     base_mean = mean_std_ci(table[table["condition"] == BASE]["last"])[0]
     for c in order:
         t = table[table["condition"] == c]
@@ -149,7 +154,8 @@ def markdown(table: pd.DataFrame, subjects: list[str]) -> str:
             continue
         delta = fmt(t["last"] - base_mean) if c != BASE else "–"
         train = fmt(t["train_acc_last"], ci=False) if "train_acc_last" in t and t["train_acc_last"].notna().any() else "–"
-        lines.append(f"| {c} | {len(t)} | {fmt(t['last'])} | {fmt(t['best'])} | {delta} | {train} |")
+        lines.append(f"| {c} | {len(t)} | {fmt(t['last'])} | {fmt(t['best'])} | {delta} | {train} | "
+                     f"{fmt(t['boxed_last'], ci=False)} |")
     lines += ["", "Per category at the last step (mean ± std over seeds):", "",
               "| condition | " + " | ".join(subjects) + " |", "|---" * (len(subjects) + 1) + "|"]
     for c in order:
@@ -205,7 +211,7 @@ def main(argv=None) -> int:
         table = per_run(df, args.grader)
         subjects = sorted(c for c in table.columns
                           if c not in {"run", "condition", "last_step", "last", "best", "best_step",
-                                       "train_acc_last", "train_acc_max"})
+                                       "train_acc_last", "train_acc_max", "boxed_last"})
         agg = curves(df, args.grader)
     except RlvrError as exc:
         print(f"error: {exc}", file=sys.stderr)
