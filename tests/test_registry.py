@@ -135,6 +135,9 @@ def _broken(edit):
     (lambda c: c["score_pool"].update(source="magic"), "config key 'score_pool.source'"),
     (lambda c: c["datasets"].update(big={"random": 200}), "config key 'datasets.big': 200 examples do not fit one batch"),
     (lambda c: c["experiments"]["E5"]["benchmarks_by_run"].update(pi3=["amc23"]), "unknown run of this experiment 'pi3'"),
+    # a second name for an existing recipe would train the same model twice
+    (lambda c: (c["variants"].update(t5r4={"entropy_coef": 0.0}), c["experiments"]["E12"]["runs"].append("pi1--t5r4")),
+     "runs 'pi1--noent' and 'pi1--t5r4' of model 'qwen2.5-math-1.5b' resolve to the same recipe"),
 ])
 def test_config_errors_name_the_key(edit, message):
     cfg = _broken(edit)

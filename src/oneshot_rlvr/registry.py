@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -368,6 +368,7 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
         raise ConfigError(f"config key 'score_pool.history': file not found: {sp['history']}")
 
     plan = Plan(cfg=cfg, runs=runs, experiments=experiments, pool_size=pool_size)
+    recipes: dict[tuple[str, str], str] = {}  # (model, resolved RunConfig) -> first run id using it
     for rp in runs.values():
         if rp.is_base:
             continue
@@ -376,6 +377,14 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
             rc = runconfig.from_dict(rp.run_config, source=f"run {rp.model}/{rp.run}")
         except RlvrError as exc:
             raise ConfigError(f"config (models.{rp.model} + variant '{rp.variant}'): {exc}") from None
+        # Two run ids with the same recipe would train the same model twice (GPU-days on the paper's
+        # scale); list the run once and let every experiment that needs it refer to that id.
+        key = (rp.model, repr(sorted(asdict(rc).items())))
+        if key in recipes:
+            raise ConfigError(f"config: runs '{recipes[key]}' and '{rp.run}' of model '{rp.model}' resolve to the "
+                              f"same recipe and would be trained twice; use one run id in every experiment "
+                              f"(or make them differ, e.g. by seed)")
+        recipes[key] = rp.run
         rp.steps = eval_steps(rc.total_steps, rc.save_freq)
         if sp["source"] == "run" and (rp.model, rp.run) == (sp["model"], sp["run"]) and rc.total_steps < sp["up_to_step"]:
             raise ConfigError(f"config key 'score_pool.up_to_step': {sp['up_to_step']} > total_steps "
