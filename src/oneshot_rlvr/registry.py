@@ -220,7 +220,10 @@ def check_schema(cfg: dict, schema_path: str | Path | None = None) -> dict:
 # --------------------------------------------------------------------------------------- checks
 def _unknown(kind: str, key: str, name: str, known) -> ConfigError:
     hint = difflib.get_close_matches(name, list(known), n=1)
-    extra = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(sorted(known))})"
+    if hint:
+        extra = f" (did you mean '{hint[0]}'?)"
+    else:
+        extra = f" (known: {', '.join(sorted(known))})" if known else f" (the config defines no {kind}s)"
     return ConfigError(f"config key '{key}': unknown {kind} '{name}'{extra}")
 
 
