@@ -57,6 +57,24 @@ def test_incomplete_evaluation_is_kept(tmp_path):
     assert _left(run) == [2, 4, 6]
 
 
+def test_keep_optimizer_none_deletes_the_state_of_a_finished_run_only(tmp_path):
+    run = _run(tmp_path)
+    state = run / "train" / "state" / "step_6"
+    state.mkdir(parents=True)
+    (state / "optimizer.pt").write_bytes(b"o" * 1000)
+    # training not finished (no done.json): a resume still needs the state
+    rep = prune(run, "all", keep_optimizer="none")
+    assert state.is_dir() and rep["bytes_state"] == 1000 and rep["bytes_state_freed"] == 0
+    (run / "train" / "done.json").write_text("{}")
+    assert prune(run, "all", keep_optimizer="last")["bytes_state"] == 1000 and state.is_dir()
+    assert prune(run, "all", dry_run=True, keep_optimizer="none")["bytes_state_freed"] == 1000 and state.is_dir()
+    rep = prune(run, "all", keep_optimizer="none")
+    assert not (run / "train" / "state").exists() and rep["bytes_state"] == 0 and rep["bytes_state_freed"] == 1000
+    assert _left(run) == [0, 2, 4, 6]  # checkpoints follow keep_checkpoints only
+    with pytest.raises(ConfigError, match="keep_optimizer: 'some'"):
+        prune(run, "all", keep_optimizer="some")
+
+
 def test_errors(tmp_path):
     with pytest.raises(ConfigError, match="keep_checkpoints"):
         prune(_run(tmp_path), "some")
@@ -133,7 +151,9 @@ def test_workflow_plans_a_prune_per_run_after_select_best(tmp_path):
         (tmp_path / name).symlink_to(repo / name)
     cfg = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
     cfg["retention"] = {"keep_checkpoints": "none-after-eval"}
-    cfg["variants"] = {"keepall": {"keep_checkpoints": "all"}}
+    # (a second seed: a variant that only changed keep_checkpoints would be the same training recipe as
+    # pi1, which the registry refuses)
+    cfg["variants"] = {"keepall": {"keep_checkpoints": "all", "seed": 2}}
     cfg["experiments"]["demo"]["runs"].append("pi1--keepall")
     (tmp_path / "ret.yaml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory",
@@ -143,6 +163,6 @@ def test_workflow_plans_a_prune_per_run_after_select_best(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     pruned = sorted(set(re.findall(r"rlvr prune --run-dir results/demo/runs/tiny/(\S+) "
-                                                 r"--policy none-after-eval --benchmarks math500,\S+ --out", out)))
+                                   r"--policy none-after-eval --benchmarks math500,\S+ --keep-optimizer last --out", out)))
     assert pruned == ["pi1", "pi13", "pi1_pi13", "pool16"]
     assert "runs/tiny/base/retention.json" not in out and "pi1--keepall/retention.json" not in out

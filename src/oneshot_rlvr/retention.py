@@ -6,8 +6,12 @@ is deleted only once its step appears in best.json's evaluated steps (every eval
 it has completed) and the best-average step is never deleted; if no step could be ranked nothing is
 deleted. A checkpoint is first renamed to `.step_<k>.deleting` and then removed, so a kill during
 the deletion never leaves a half-deleted `step_<k>` that looks like a checkpoint (the leftover is
-removed by the next prune or by `rlvr train`'s resume). The resumable state (train/state/, one step:
-`keep_optimizer: last`) is left alone.
+removed by the next prune or by `rlvr train`'s resume).
+
+The resumable state (train/state/: weights + optimizer of the newest saved step; `rlvr train` keeps
+only that one) follows `keep_optimizer`: `last` leaves it, `none` deletes it once training has
+finished (train/done.json), the same rename-then-remove way. It is the largest thing left in a
+pruned run (Adam's two moments are twice the fp32 weights) and only a resume needs it.
 
 Returns the retention report: policy, kept/deleted steps and bytes kept (checkpoints, state, the
 whole run directory) and freed.
@@ -23,18 +27,22 @@ from pathlib import Path
 from oneshot_rlvr.errors import ConfigError, DataError
 
 POLICIES = ("all", "evaluated-best", "none-after-eval")
+OPTIMIZER_POLICIES = ("last", "none")
 
 
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: list[str] | None = None) -> dict:
+def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: list[str] | None = None,
+          keep_optimizer: str = "last") -> dict:
     """Apply `policy` to run_dir/train/checkpoints/. With `benchmarks` (the run's evaluation list), a
     step counts as evaluated only if eval/step_<k>/<bench>/summary.json exists for each of them;
     without, best.json's steps minus its incomplete_steps are taken as evaluated."""
     if policy not in POLICIES:
         raise ConfigError(f"keep_checkpoints: {policy!r} is not one of {list(POLICIES)}")
+    if keep_optimizer not in OPTIMIZER_POLICIES:
+        raise ConfigError(f"keep_optimizer: {keep_optimizer!r} is not one of {list(OPTIMIZER_POLICIES)}")
     run_dir = Path(run_dir)
     best_path = run_dir / "best.json"
     if not best_path.is_file():
@@ -79,7 +87,18 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: l
         for left in (run_dir / "train" / "checkpoints").glob(".step_*.deleting"):
             shutil.rmtree(left, ignore_errors=True)
     state = run_dir / "train" / "state"
-    return {"run_dir": str(run_dir), "policy": policy, "kept_steps": sorted(s for s in ckpts if s not in deleted),
+    state_bytes = _size(state) if state.is_dir() else 0
+    state_freed = 0
+    if keep_optimizer == "none" and state_bytes and (run_dir / "train" / "done.json").is_file():
+        state_freed = state_bytes  # finished: no resume will ever need it
+        if not dry_run:
+            doomed = state.with_name(".state.deleting")
+            os.replace(state, doomed)
+            shutil.rmtree(doomed)
+    if not dry_run:
+        shutil.rmtree(run_dir / "train" / ".state.deleting", ignore_errors=True)
+    return {"run_dir": str(run_dir), "policy": policy, "keep_optimizer": keep_optimizer,
+            "kept_steps": sorted(s for s in ckpts if s not in deleted),
             "deleted_steps": deleted, "bytes_kept": kept, "bytes_freed": freed,
-            "bytes_state": _size(state) if state.is_dir() else 0,
-            "bytes_run": _size(run_dir) - (freed if dry_run else 0)}
+            "bytes_state": state_bytes - state_freed, "bytes_state_freed": state_freed,
+            "bytes_run": _size(run_dir) - (freed + state_freed if dry_run else 0)}

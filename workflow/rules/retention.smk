@@ -4,7 +4,8 @@
 # (default `all`, which plans no prune job). Checkpoints are never declared outputs (train declares
 # only done.json, evaluate its chunk markers), so deleting them makes no job look incomplete: nothing
 # is retrained or re-evaluated. The declared output is the report runs/<m>/<run>/retention.json
-# (policy, kept/deleted steps, bytes kept/freed).
+# (policy, kept/deleted steps, bytes kept/freed). `retention.keep_optimizer: none` also deletes the
+# finished run's resumable state (train/state/); it plans a prune job even under `all`.
 
 
 # (model, run) -> policy, for every run of an experiment (the linter wants no functions here)
@@ -16,6 +17,9 @@ RETENTION_POLICY = {
     for m, r in e
     if r != registry.BASE_RUN
 }
+
+
+KEEP_OPTIMIZER = (config.get("retention") or {}).get("keep_optimizer", "last")
 
 
 rule prune:
@@ -33,12 +37,17 @@ rule prune:
         policy=lambda wildcards: RETENTION_POLICY.get((wildcards.model, wildcards.run), "all"),
         run_dir=lambda wildcards: f"results/{wildcards.name}/runs/{wildcards.model}/{wildcards.run}",
         benchmarks=lambda wildcards: ",".join(PLAN.run(wildcards.model, wildcards.run).benchmarks),
+        keep_optimizer=KEEP_OPTIMIZER,
     conda:
         "../../envs/rlvr.yaml"
     shell:
         "{params.rlvr} prune --run-dir {params.run_dir} --policy {params.policy} "
-        "--benchmarks {params.benchmarks} --out {output} > {log} 2>&1"
+        "--benchmarks {params.benchmarks} --keep-optimizer {params.keep_optimizer} --out {output} > {log} 2>&1"
 
 
 # Extended into `rule all` by the Snakefile.
-RETENTION_TARGETS = [f"{PLAN.run_dir(m, r)}/retention.json" for (m, r), p in RETENTION_POLICY.items() if p != "all"]
+RETENTION_TARGETS = [
+    f"{PLAN.run_dir(m, r)}/retention.json"
+    for (m, r), p in RETENTION_POLICY.items()
+    if p != "all" or KEEP_OPTIMIZER != "last"
+]

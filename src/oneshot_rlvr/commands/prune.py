@@ -14,6 +14,8 @@ from pathlib import Path
 def add_arguments(p):
     p.add_argument("--run-dir", required=True, help="run directory (train/checkpoints/, best.json)")
     p.add_argument("--policy", default="all", help="all | evaluated-best | none-after-eval")
+    p.add_argument("--keep-optimizer", default="last",
+                   help="last (keep the resumable state of the newest step) | none (delete it once training is done)")
     p.add_argument("--out", help="write the retention report (JSON) here")
     p.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
     p.add_argument("--benchmarks", help="the run's benchmarks (comma-separated): a step counts as evaluated only "
@@ -24,7 +26,7 @@ def run(args) -> int:
     from oneshot_rlvr.retention import prune
 
     benchmarks = [b for b in (args.benchmarks or "").split(",") if b]
-    report = prune(args.run_dir, args.policy, args.dry_run, benchmarks or None)
+    report = prune(args.run_dir, args.policy, args.dry_run, benchmarks or None, keep_optimizer=args.keep_optimizer)
     text = json.dumps(report, indent=1)
     if args.out:  # atomically: the workflow marker exists only once the pruning is finished
         out = Path(args.out)
