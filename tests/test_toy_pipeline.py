@@ -109,7 +109,8 @@ def test_toy_rules_plan_world_then_pretraining(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "rlvr make-toy-world --out resources/toy --seed 0 --pool-size 64 --overwrite" in out
-    assert ("rlvr pretrain-toy --world resources/toy --out results/miniature/models/toy --seed 0 --steps 1200"
+    steps = yaml.safe_load((REPO / "config" / "miniature.yaml").read_text())["models"]["toy"]["toy"]["steps"]
+    assert (f"rlvr pretrain-toy --world resources/toy --out results/miniature/models/toy --seed 0 --steps {steps}"
             " --threads 1") in out
     assert "--benchmarks toy --prompt qwen25-math-cot --max-new-tokens 128 --engine hf --limit 120" in out
     assert "build_tiny_model" not in out
