@@ -34,6 +34,13 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _remove_dir(path: Path) -> None:
+    """Rename to `.<name>.deleting`, then remove: a kill mid-way never leaves a half `path` behind."""
+    doomed = path.with_name(f".{path.name}.deleting")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed)
+
+
 def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: list[str] | None = None,
           keep_optimizer: str = "last") -> dict:
     """Apply `policy` to run_dir/train/checkpoints/. With `benchmarks` (the run's evaluation list), a
@@ -80,9 +87,7 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: l
         freed += size
         deleted.append(step)
         if not dry_run:
-            doomed = path.with_name(f".{path.name}.deleting")
-            os.replace(path, doomed)
-            shutil.rmtree(doomed)
+            _remove_dir(path)
     if not dry_run:  # leftovers of a prune killed mid-deletion
         for left in (run_dir / "train" / "checkpoints").glob(".step_*.deleting"):
             shutil.rmtree(left, ignore_errors=True)
@@ -92,9 +97,7 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: l
     if keep_optimizer == "none" and state_bytes and (run_dir / "train" / "done.json").is_file():
         state_freed = state_bytes  # finished: no resume will ever need it
         if not dry_run:
-            doomed = state.with_name(".state.deleting")
-            os.replace(state, doomed)
-            shutil.rmtree(doomed)
+            _remove_dir(state)
     if not dry_run:
         shutil.rmtree(run_dir / "train" / ".state.deleting", ignore_errors=True)
     return {"run_dir": str(run_dir), "policy": policy, "keep_optimizer": keep_optimizer,

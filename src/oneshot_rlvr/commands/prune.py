@@ -7,8 +7,6 @@ Prints (and with --out writes) the retention report: policy, kept/deleted steps,
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 
 def add_arguments(p):
@@ -29,9 +27,8 @@ def run(args) -> int:
     report = prune(args.run_dir, args.policy, args.dry_run, benchmarks or None, keep_optimizer=args.keep_optimizer)
     text = json.dumps(report, indent=1)
     if args.out:  # atomically: the workflow marker exists only once the pruning is finished
-        out = Path(args.out)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out)
+        from oneshot_rlvr.evaluate import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
     print(text)
     return 0
