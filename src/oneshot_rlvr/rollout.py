@@ -18,8 +18,10 @@ GPU paths (CUDA only, written against the vLLM / transformers docs, NOT yet meas
   KV cache (and offloads or drops the weights) for the log-prob and update phases; `sync_weights`
   then wakes the weights only, loads the new ones, wakes the KV cache and resets the prefix cache,
   so the weights and a full KV cache never coexist with the trainer's activations.
-- `hf` engine: a static KV cache (`cache_implementation="static"`), which transformers compiles with
-  torch.compile for decoding on CUDA. On CPU it stays off by default (`static_cache="auto"`).
+- `hf` engine: a static KV cache with CUDA-graph decoding (src/oneshot_rlvr/fastgen.py) on CUDA for
+  the samplers it supports (Qwen2 family, temperature or greedy, top_p 1, top_k off: the rollout
+  setting); anything else goes through transformers `generate`. On CPU it stays off by default
+  (`static_cache="auto"`); `on` runs the same decoder eagerly (what the tests compare).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class HFEngine:
         if static_cache not in ("auto", "on", "off"):
             raise ValueError(f"static_cache must be auto, on or off, got {static_cache!r}")
         self.static_cache = static_cache
+        self._decoder = None  # fastgen.StaticDecoder, built on first use
 
     def _use_static_cache(self, device) -> bool:
         # a static cache has fixed shapes, so transformers torch.compile's the decoding step on CUDA; on CPU
@@ -86,6 +89,8 @@ class HFEngine:
 
     def generate(self, prompt_ids: list[list[int]], sampling: SamplingConfig) -> list[list[Completion]]:
         import torch
+
+        from oneshot_rlvr import fastgen
 
         model, tok = self.model, self.tokenizer
         device = next(model.parameters()).device
@@ -99,8 +104,26 @@ class HFEngine:
         model.eval()
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
+        fast = self._use_static_cache(device) and fastgen.supports(model, sampling)
+        if fast:
+            if self._decoder is None:
+                self._decoder = fastgen.StaticDecoder(model)
+            else:
+                self._decoder.refresh(model)  # the policy changed since the last rollout
         try:
             for start in range(0, len(flat), self.batch_size):
+                if fast:
+                    chunk = flat[start:start + self.batch_size]
+                    toks, lps = self._decoder.generate(chunk, sampling.max_tokens, sampling.temperature, eos,
+                                                       sampling.min_tokens)
+                    for ids, lp in zip(toks, lps):
+                        finish = "stop" if ids and ids[-1] in eos else "length"
+                        ids_cut, text, hit = _cut_at_stop_strings(tok, ids, sampling.stop)
+                        if hit:
+                            ids, finish, lp = ids_cut, "stop", lp[: len(ids_cut)]
+                        results.append(Completion(token_ids=ids, text=text, finish_reason=finish,
+                                                  logprobs=lp if sampling.logprobs else None))
+                    continue
                 chunk = flat[start:start + self.batch_size]
                 width = max(len(p) for p in chunk)
                 input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
@@ -147,7 +170,10 @@ class HFEngine:
         self.model = model
 
     def sleep(self) -> None:
-        pass
+        """Free the decoder's KV cache and graphs for the log-prob and update phases (recaptured at the
+        next rollout: about a second on a GPU, against tens of GB the update may need)."""
+        if self._decoder is not None:
+            self._decoder.release()
 
     def wake(self) -> None:
         pass
