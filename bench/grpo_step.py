@@ -81,6 +81,26 @@ def peak_flops(device: str, override_tflops: float | None) -> float | None:
     return None
 
 
+def measured_matmul_flops(device: str) -> float | None:
+    """bf16 8192^3 matmul rate on this card (median of 10 after 3 warm-ups): the ceiling MFU is also quoted
+    against, as the issue's anchors are (0.38 = naive update / measured matmul rate)."""
+    if not device.startswith("cuda"):
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    times = []
+    for i in range(13):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        torch.cuda.synchronize()
+        if i >= 3:
+            times.append(start.elapsed_time(end) / 1e3)
+    del a, b
+    return 2 * 8192 ** 3 / sorted(times)[len(times) // 2]
+
+
 def forward_flops(cfg, seqs: list[tuple[int, int]]) -> float:
     """FLOPs of one forward pass over sequences given as (prompt_len, response_len); see module doc."""
     d, layers, h, kv = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads
@@ -95,11 +115,33 @@ def forward_flops(cfg, seqs: list[tuple[int, int]]) -> float:
 
 
 def build_model_dir(args, out: Path) -> Path:
+    """The architecture from the real config with random weights (on CUDA: built on the GPU, saved in bf16)."""
     from oneshot_rlvr.modeling import build_tiny_model
 
     shape = dict(num_hidden_layers=args.layers, hidden_size=args.hidden, num_attention_heads=args.heads,
                  num_key_value_heads=args.kv_heads, intermediate_size=args.intermediate)
-    return build_tiny_model(out, seed=args.seed, **shape)
+    if not torch.cuda.is_available():
+        return build_tiny_model(out, seed=args.seed, **shape)
+    import json as _json
+    import shutil
+
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from oneshot_rlvr import TOKENIZER_DIR
+    from oneshot_rlvr.modeling import load_tokenizer
+
+    base = _json.loads((Path(TOKENIZER_DIR) / "config.json").read_text())
+    cfg = {k: v for k, v in base.items() if k not in ("architectures", "transformers_version", "torch_dtype")}
+    cfg.update(shape, tie_word_embeddings=True, max_window_layers=shape["num_hidden_layers"])
+    torch.manual_seed(args.seed)
+    with torch.device("cuda"):
+        model = Qwen2ForCausalLM(Qwen2Config(**cfg))
+    model.to(torch.bfloat16).save_pretrained(out)
+    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(out)
+    shutil.copy(Path(TOKENIZER_DIR) / "generation_config.json", out / "generation_config.json")
+    del model
+    torch.cuda.empty_cache()
+    return out
 
 
 def naive_rollout(model, tok, prompts: list[list[int]], n: int, length: int, batch: int, device: str) -> int:
@@ -145,13 +187,15 @@ def naive_logprobs(model, seqs, batch: int, device: str) -> None:
             _naive_logp(model, seqs[s:s + batch], 0.6, device)
 
 
-def naive_update(model, seqs, adv: torch.Tensor, batch: int, device: str, lr: float) -> None:
-    """Full logits, sequence-batch micro-batches, a plain fp32 AdamW step (built here: its state is extra memory)."""
+def naive_update(model, seqs, adv: torch.Tensor, batch: int, device: str, lr: float, autocast_dtype) -> None:
+    """Full logits, sequence-batch micro-batches, a plain torch AdamW step (built here: its state is extra memory)."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.01)
     n_tok = sum(len(r) for _, r in seqs)
+    ctx = torch.autocast(device_type="cuda", dtype=autocast_dtype) if autocast_dtype else _Null()
     for s in range(0, len(seqs), batch):
-        lps = _naive_logp(model, seqs[s:s + batch], 0.6, device)
+        with ctx:
+            lps = _naive_logp(model, seqs[s:s + batch], 0.6, device)
         loss = sum((-(lp * adv[s + i])).sum() for i, lp in enumerate(lps)) / n_tok
         loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -160,17 +204,49 @@ def naive_update(model, seqs, adv: torch.Tensor, batch: int, device: str, lr: fl
     del opt
 
 
-def trl_status() -> str:
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def trl_status(path: str | None) -> dict | str:
+    """TRL's step on the same shape, as measured by bench/trl_grpo_step.py (its JSON), if given."""
+    if path and Path(path).is_file():
+        return json.loads(Path(path).read_text())
     try:
         import trl  # noqa: F401
     except ImportError:
-        return "not installed (pip install trl to add it); not measured"
-    return (f"trl {trl.__version__} installed, but its GRPOTrainer timing is not wired into this script yet; "
-            "not measured")
+        return "not installed here; bench/trl_grpo_step.py measures it (pass its JSON with --trl-json)"
+    return f"trl {trl.__version__} installed; run bench/trl_grpo_step.py and pass --trl-json"
+
+
+def _head(ro, k: int, Rollout):
+    """The first k sequences of a Rollout (warm-up batches)."""
+    return Rollout(*[getattr(ro, f)[:k] for f in ro.__dataclass_fields__])
+
+
+def _mem(device: str) -> dict:
+    if not device.startswith("cuda"):
+        return {}
+    return {"max_allocated_gib": torch.cuda.max_memory_allocated() / 2 ** 30,
+            "allocated_gib": torch.cuda.memory_allocated() / 2 ** 30,
+            "max_reserved_gib": torch.cuda.max_memory_reserved() / 2 ** 30}
+
+
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=["step", "update", "rollout"], default="step",
+                    help="step: whole GRPO steps + the naive baseline; update: log-prob + update phases only, on "
+                         "synthetic responses (no generation: the paper's 3072-token shape in seconds), per "
+                         "--variants; rollout: the rollout engine only (+ the naive generate with --naive)")
     ap.add_argument("--layers", type=int, default=28)
     ap.add_argument("--hidden", type=int, default=1536)
     ap.add_argument("--heads", type=int, default=12)
@@ -181,14 +257,28 @@ def main(argv=None) -> dict:
     ap.add_argument("--response-len", type=int, default=1024, help="forced response length (paper's cap: 3072)")
     ap.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto", help="auto: vllm on CUDA, hf on CPU")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--static-cache", choices=["auto", "on", "off"], default="auto",
+                    help="hf engine: the static-cache decoder (auto = on CUDA); on = also on CPU (eager)")
     ap.add_argument("--micro-batch-tokens", type=int, default=24000)
+    ap.add_argument("--gradient-checkpointing", choices=["on", "off"], default="on")
+    ap.add_argument("--variants", default="ckpt:24000,nockpt:8192",
+                    help="update mode: comma list of [compile-]ckpt|nockpt:<micro_batch_tokens> (compile-: "
+                         "torch.compile'd layers + head, the trainer's torch_compile key; list those last)")
+    ap.add_argument("--state-len", type=int, default=0,
+                    help="rollout mode: also allocate the decoder's KV cache for this response length and "
+                         "report its memory (the paper's 3072 without generating 3072 tokens)")
+    ap.add_argument("--naive", action="store_true", help="rollout mode: time plain transformers generate too")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.35)
-    ap.add_argument("--steps", type=int, default=2, help="timed steps; the first includes warm-up/compilation")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps; the first includes warm-up/graph capture")
     ap.add_argument("--deepspeed", action="store_true", help="the update through DeepSpeed ZeRO-2 (one process)")
-    ap.add_argument("--no-baseline", action="store_true", help="the baseline runs once, after the last step")
-    ap.add_argument("--baseline-batch", type=int, default=64, help="sequences per naive generate/forward call")
+    ap.add_argument("--no-baseline", action="store_true", help="step mode: skip the naive baseline")
+    ap.add_argument("--baseline-batch", type=int, default=256, help="sequences per naive generate call")
+    ap.add_argument("--baseline-update-batch", type=int, default=8, help="sequences per naive update micro-batch")
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model-dir", default=None, help="reuse a model directory (else one is built in a temp dir)")
+    ap.add_argument("--build-only", metavar="DIR", default=None, help="build the random model into DIR and exit")
+    ap.add_argument("--trl-json", default=None, help="bench/trl_grpo_step.py's JSON for the same shape and card")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/<card>/grpo_step_<shape>.json)")
     args = ap.parse_args(argv)
 
@@ -198,41 +288,182 @@ def main(argv=None) -> dict:
     from oneshot_rlvr.trainer import GRPOTrainer, Rollout
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.build_only:
+        t = time.perf_counter()
+        build_model_dir(args, Path(args.build_only))
+        print(f"built {args.build_only} in {time.perf_counter() - t:.1f} s")
+        return {}
     engine = args.engine if args.engine != "auto" else ("vllm" if device == "cuda" else "hf")
     work = Path(tempfile.mkdtemp(prefix="grpo_step_"))
     t = time.perf_counter()
-    model_dir = build_model_dir(args, work / "model")
+    model_dir = Path(args.model_dir) if args.model_dir else build_model_dir(args, work / "model")
     build_s = time.perf_counter() - t
     pi1 = REPO / "resources" / "train" / "one_shot" / "pi1_r128.jsonl"
     L = args.response_len
     cfg = RunConfig(model=str(model_dir), train_file=str(pi1), train_batch_size=min(args.prompts, 128), n=args.n,
                     max_response_length=L, engine=engine, dtype=args.dtype, micro_batch_tokens=args.micro_batch_tokens,
+                    gradient_checkpointing=args.gradient_checkpointing == "on", hf_static_cache=args.static_cache,
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
                     max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed).validate()
+    t = time.perf_counter()
     tr = GRPOTrainer(cfg, work / "run")
     tr.setup()
-    tr.engine = tr._make_engine()
+    setup_s = time.perf_counter() - t
     mcfg = tr.model.config
     rows = [tr.rows[i % len(tr.rows)] for i in range(args.prompts)]
     prompt_ids = [r.prompt_ids for r in rows]
     peak = peak_flops(device, args.peak_tflops)
     n_params = sum(p.numel() for p in tr.model.parameters())
+    report = {
+        "card": card_name(device), "device": device, "mode": args.mode, "engine": engine, "dtype": str(tr.dtype),
+        "params": n_params, "shape": vars(args), "model_build_s": build_s, "trainer_setup_s": setup_s,
+        "peak_flops": peak,
+        "flop_formula": "see bench/grpo_step.py docstring (update = 3x forward, recompute not counted)",
+        "torch": torch.__version__, "python": sys.version.split()[0],
+    }
+    try:
+        import transformers
+        report["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    report["memory_after_setup"] = _mem(device)
 
-    def record(name, seconds, tokens, flops):
+    measured = measured_matmul_flops(device)
+    report["measured_matmul_flops"] = measured
+
+    def record(seconds, tokens, flops):
         return {"seconds": seconds, "tokens_per_s": tokens / seconds if seconds > 0 else None,
-                "tflops": flops / 1e12, "mfu": (flops / seconds / peak) if peak and seconds > 0 else None}
+                "tflops": flops / 1e12, "mfu": (flops / seconds / peak) if peak and seconds > 0 else None,
+                "mfu_vs_measured": (flops / seconds / measured) if measured and seconds > 0 else None}
 
+    def synthetic_rollout():
+        """Responses of exactly L random tokens: the update's cost does not depend on the token values."""
+        g = torch.Generator().manual_seed(args.seed)
+        resp = torch.randint(0, 150000, (len(prompt_ids) * args.n, L), generator=g).tolist()
+        scores = torch.tensor([float(i % 2) for i in range(len(resp))])
+        groups = torch.tensor([i // args.n for i in range(len(resp))])
+        ro = Rollout([prompt_ids[i // args.n] for i in range(len(resp))], resp, groups,
+                     [rows[i // args.n].index for i in range(len(resp))], ["length"] * len(resp), scores,
+                     [False] * len(resp))
+        return ro, algos.grpo_advantages(scores, groups, cfg.adv_eps, cfg.norm_adv_by_std)
+
+    if args.mode == "update":
+        ro, adv = synthetic_rollout()
+        seq_shapes = [(len(p), len(r)) for p, r in zip(ro.prompt_ids, ro.response_ids)]
+        all_tokens = sum(p + r for p, r in seq_shapes)
+        fwd = forward_flops(mcfg, seq_shapes)
+        report["tokens"] = all_tokens
+        res: dict = {}
+        if tr.ref_model is not None:
+            tr._logprobs(tr.ref_model, _head(ro, 2, Rollout), False)  # warm-up
+            _sync(device)
+            _reset_peak(device)
+            t = time.perf_counter()
+            ref_lp = tr._logprobs(tr.ref_model, ro, False)[0]
+            _sync(device)
+            res["logprob"] = record(time.perf_counter() - t, all_tokens, fwd) | _mem(device)
+        else:
+            ref_lp = None
+        warm = max(1, min(len(ro.response_ids), args.micro_batch_tokens // (seq_shapes[0][0] + L)))
+        for spec in args.variants.split(","):
+            kind, budget = spec.split(":")
+            if kind.startswith("compile-"):  # compiled from here on: list compile variants last
+                from oneshot_rlvr.trainer import compile_model
+
+                if not getattr(tr.model, "_rlvr_compiled", False):
+                    compile_model(tr.model)
+                kind = kind[len("compile-"):]
+            if kind == "ckpt":
+                tr.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                tr.model.gradient_checkpointing_disable()
+            tr.cfg.micro_batch_tokens = int(budget)
+            sub = _head(ro, warm, Rollout)
+            try:
+                t = time.perf_counter()
+                tr.update(0, sub, adv[:warm], ref_lp[:warm] if ref_lp else None, None)  # warm-up, kernels chosen
+                _sync(device)
+                warm_s = time.perf_counter() - t
+                _reset_peak(device)
+                t = time.perf_counter()
+                upd = tr.update(1, ro, adv, ref_lp, None)
+                _sync(device)
+                res[f"update[{spec}]"] = record(time.perf_counter() - t, all_tokens, 3 * fwd) | _mem(device) | {
+                    "optimizer_steps": upd["optimizer_steps"], "warmup_s": warm_s}
+            except torch.OutOfMemoryError as exc:
+                res[f"update[{spec}]"] = {"error": f"OOM: {str(exc).splitlines()[0]}"} | _mem(device)
+                tr.optimizer.zero_grad(set_to_none=True)
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+        report["phases"] = res
+    elif args.mode == "rollout":
+        tr.engine = tr._make_engine()
+        res = {"steps": []}
+        for step in range(1, args.steps + 1):
+            sampling = SamplingConfig(n=args.n, temperature=cfg.temperature, max_tokens=L, min_tokens=L,
+                                      seed=args.seed * 1000 + step)
+            _sync(device)
+            _reset_peak(device)
+            t = time.perf_counter()
+            outs = tr.engine.generate(prompt_ids, sampling)
+            _sync(device)
+            secs = time.perf_counter() - t
+            seq_shapes = [(len(p), len(c.token_ids)) for p, comps in zip(prompt_ids, outs) for c in comps]
+            res["steps"].append(record(secs, sum(r for _, r in seq_shapes), forward_flops(mcfg, seq_shapes))
+                                | _mem(device))
+            tr.engine.sleep()
+        if args.naive:
+            bmodel = tr.ref_model if tr.ref_model is not None and device == "cuda" else tr.model
+            _sync(device)
+            t = time.perf_counter()
+            made = naive_rollout(bmodel, tr.tokenizer, prompt_ids, args.n, L, args.baseline_batch, device)
+            _sync(device)
+            res["naive"] = record(time.perf_counter() - t, made, forward_flops(mcfg, seq_shapes))
+            res["speedup_vs_naive"] = res["naive"]["seconds"] / res["steps"][-1]["seconds"]
+        if args.state_len and engine == "hf" and getattr(tr.engine, "_decoder", None) is not None:
+            # the KV cache + buffers a paper-length rollout of this batch would hold (allocated, not filled)
+            dec = tr.engine._decoder
+            dec.release()
+            before = torch.cuda.memory_allocated() if device == "cuda" else 0
+            batch = min(len(prompt_ids) * args.n, tr.engine.batch_size)
+            dec._ensure_state(batch, max(map(len, prompt_ids)) + args.state_len, args.state_len,
+                              list(tr.engine.eos_ids))
+            after = torch.cuda.memory_allocated() if device == "cuda" else 0
+            res["kv_state_gib_for_state_len"] = {"batch": batch, "response_len": args.state_len,
+                                                 "gib": (after - before) / 2 ** 30}
+            res["resident_gib_with_that_state"] = after / 2 ** 30
+            dec.release()
+        report["phases"] = res
+    else:
+        report.update(_step_mode(args, tr, cfg, engine, device, rows, prompt_ids, record, SamplingConfig, Rollout,
+                                 algos, mcfg))
+    if hasattr(tr.reward_fn, "close"):
+        tr.reward_fn.close()
+    report["trl"] = trl_status(args.trl_json)
+    card = report["card"]
+    shape = f"L{args.layers}-d{args.hidden}-p{args.prompts}x{args.n}-r{L}-{engine}-{args.mode}"
+    out = Path(args.out) if args.out else REPO / "bench" / "results" / card / f"grpo_step_{shape}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    _print_summary(report, args, out)
+    return report
+
+
+def _step_mode(args, tr, cfg, engine, device, rows, prompt_ids, record, SamplingConfig, Rollout, algos, mcfg):
+    L = args.response_len
+    tr.engine = tr._make_engine()
     steps = []
     for step in range(1, args.steps + 1):
         res: dict = {}
         _sync(device)
+        _reset_peak(device)
         if engine == "vllm":
             t = time.perf_counter()
             tr._sync_engine()
             _sync(device)
             res["sync"] = {"seconds": time.perf_counter() - t}
         sampling = SamplingConfig(n=args.n, temperature=cfg.temperature, max_tokens=L, min_tokens=L,
-                                  seed=args.seed * 1000 + step)
+                                  seed=args.seed * 1000 + step, logprobs=step == 1)
         t = time.perf_counter()
         tr.engine.wake()
         outs = tr.engine.generate(prompt_ids, sampling)
@@ -243,7 +474,7 @@ def main(argv=None) -> dict:
         seq_shapes = [(len(p), len(r)) for p, comps in zip(prompt_ids, outs) for r in
                       [c.token_ids for c in comps]]
         gen_tokens = sum(r for _, r in seq_shapes)
-        res["rollout"] = record("rollout", roll_s, gen_tokens, forward_flops(mcfg, seq_shapes))
+        res["rollout"] = record(roll_s, gen_tokens, forward_flops(mcfg, seq_shapes)) | _mem(device)
         res["rollout"]["response_len_min_max"] = [min(r for _, r in seq_shapes), max(r for _, r in seq_shapes)]
         t = time.perf_counter()
         ptxt = [tr.tokenizer.decode(rows[i].prompt_ids) for i in range(len(rows)) for _ in range(args.n)]
@@ -264,69 +495,78 @@ def main(argv=None) -> dict:
         t = time.perf_counter()
         ref_lp = tr._logprobs(tr.ref_model, ro, False)[0] if tr.ref_model is not None else None
         _sync(device)
-        res["logprob"] = record("logprob", time.perf_counter() - t, all_tokens, fwd)
+        res["logprob"] = record(time.perf_counter() - t, all_tokens, fwd)
+        if step == 1 and ref_lp is not None and outs[0][0].logprobs is not None:
+            # before the first update the reference IS the policy the engine sampled from: the engine's
+            # log-probs against the trainer's (different kernels; bf16 on CUDA, fp32 on CPU)
+            eng = torch.tensor([x for comps in outs for c in comps for x in (c.logprobs or [0.0])])
+            mine = torch.cat([x.float().cpu() for x in ref_lp])
+            if eng.shape == mine.shape:
+                d = (eng - mine).abs()
+                res["engine_vs_trainer_logprob"] = {"mean_abs": d.mean().item(), "max_abs": d.max().item(),
+                                                    "tokens": int(d.numel())}
         t = time.perf_counter()
         upd = tr.update(step, ro, adv, ref_lp, None)
         _sync(device)
-        res["update"] = record("update", time.perf_counter() - t, all_tokens, 3 * fwd)
+        res["update"] = record(time.perf_counter() - t, all_tokens, 3 * fwd)
         res["update"]["optimizer_steps"] = upd["optimizer_steps"]
-        res["step_seconds"] = sum(v["seconds"] for v in res.values() if isinstance(v, dict))
+        res["step_seconds"] = sum(v["seconds"] for v in res.values() if isinstance(v, dict) and "seconds" in v)
+        res["memory"] = _mem(device)
 
         if not args.no_baseline and step == args.steps:  # once: at the paper's shape it takes minutes
             base: dict = {}
-            bmodel = tr.model  # the fp32 master weights (plain model, no autocast)
+            # plain transformers in the compute dtype: on CUDA the bf16 reference copy (the policy's step-0
+            # weights: speed does not depend on the values), on CPU the fp32 policy
+            bmodel = tr.ref_model if (tr.ref_model is not None and device == "cuda") else tr.model
             t = time.perf_counter()
             made = naive_rollout(bmodel, tr.tokenizer, prompt_ids, args.n, L, args.baseline_batch, device)
             _sync(device)
-            base["rollout"] = record("rollout", time.perf_counter() - t, made, fwd)
+            base["rollout"] = record(time.perf_counter() - t, made, forward_flops(mcfg, seq_shapes))
             seqs = list(zip(ro.prompt_ids, ro.response_ids))
             t = time.perf_counter()
-            naive_logprobs(bmodel, seqs, args.baseline_batch, device)
+            naive_logprobs(bmodel, seqs, args.baseline_update_batch, device)
             _sync(device)
-            base["logprob"] = record("logprob", time.perf_counter() - t, all_tokens, fwd)
-            saved = copy.deepcopy(bmodel.state_dict())  # the baseline's step must not change our next step
+            base["logprob"] = record(time.perf_counter() - t, all_tokens, fwd)
+            saved = copy.deepcopy(tr.model.state_dict())  # the baseline's step must not change our next step
             t = time.perf_counter()
-            naive_update(bmodel, seqs, adv, max(1, args.baseline_batch // 8), device, cfg.lr)
+            naive_update(tr.model, seqs, adv, args.baseline_update_batch, device, cfg.lr, tr.autocast)
             _sync(device)
-            base["update"] = record("update", time.perf_counter() - t, all_tokens, 3 * fwd)
-            bmodel.load_state_dict(saved)
+            base["update"] = record(time.perf_counter() - t, all_tokens, 3 * fwd)
+            tr.model.load_state_dict(saved)
             del saved
+            base["step_seconds_without_reward"] = sum(base[k]["seconds"] for k in ("rollout", "logprob", "update"))
             res["baseline"] = base
             res["speedup_vs_baseline"] = {k: base[k]["seconds"] / res[k]["seconds"] for k in ("rollout", "logprob",
                                                                                               "update")}
         steps.append(res)
-        if device == "cuda":
-            res["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    return {"steps": steps}
 
-    if hasattr(tr.reward_fn, "close"):
-        tr.reward_fn.close()
-    card = card_name(device)
-    shape = f"L{args.layers}-d{args.hidden}-p{args.prompts}x{args.n}-r{L}-{engine}"
-    report = {
-        "card": card, "device": device, "engine": engine, "dtype": str(tr.dtype), "params": n_params,
-        "shape": vars(args), "model_build_s": build_s, "peak_flops": peak,
-        "flop_formula": "see bench/grpo_step.py docstring (update = 3x forward, recompute not counted)",
-        "torch": torch.__version__, "python": sys.version.split()[0],
-        "trl": trl_status(), "steps": steps,
-    }
-    out = Path(args.out) if args.out else REPO / "bench" / "results" / card / f"grpo_step_{shape}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    last = steps[-1]
-    print(f"{card}  engine={engine}  params={n_params / 1e6:.1f}M  {args.prompts}x{args.n} responses of {L} tokens")
-    print(f"{'phase':9s} {'ours s':>9s} {'tok/s':>10s} {'MFU':>7s} {'naive s':>9s} {'naive/ours':>10s}")
-    for k in ("sync", "rollout", "reward", "logprob", "update"):
-        if k not in last:
-            continue
-        v = last[k]
-        b = last.get("baseline", {}).get(k)
-        mfu = f"{v['mfu'] * 100:.1f}%" if v.get("mfu") is not None else "-"
-        tps = f"{v['tokens_per_s']:.0f}" if v.get("tokens_per_s") else "-"
-        b_s = b["seconds"] if b else float("nan")
-        print(f"{k:9s} {v['seconds']:9.3f} {tps:>10s} {mfu:>7s} {b_s:9.3f} {b_s / v['seconds']:10.2f}")
-    print(f"step {last['step_seconds']:.3f} s   TRL: {report['trl']}")
+
+def _print_summary(report: dict, args, out: Path) -> None:
+    L = args.response_len
+    print(f"{report['card']}  mode={args.mode}  engine={report['engine']}  params={report['params'] / 1e6:.1f}M  "
+          f"{args.prompts}x{args.n} responses of {L} tokens")
+    if args.mode == "step":
+        last = report["steps"][-1]
+        print(f"{'phase':9s} {'ours s':>9s} {'tok/s':>10s} {'MFU':>7s} {'MFU(m)':>7s} {'naive s':>9s} "
+              f"{'naive/ours':>10s}")
+        for k in ("sync", "rollout", "reward", "logprob", "update"):
+            if k not in last:
+                continue
+            v = last[k]
+            b = last.get("baseline", {}).get(k)
+            mfu = f"{v['mfu'] * 100:.1f}%" if v.get("mfu") is not None else "-"
+            mfu_m = f"{v['mfu_vs_measured'] * 100:.1f}%" if v.get("mfu_vs_measured") is not None else "-"
+            tps = f"{v['tokens_per_s']:.0f}" if v.get("tokens_per_s") else "-"
+            b_s = b["seconds"] if b else float("nan")
+            print(f"{k:9s} {v['seconds']:9.3f} {tps:>10s} {mfu:>7s} {mfu_m:>7s} {b_s:9.3f} {b_s / v['seconds']:10.2f}")
+        print(f"step {last['step_seconds']:.3f} s  (steps: {[round(s['step_seconds'], 3) for s in report['steps']]})")
+    else:
+        for k, v in report["phases"].items():
+            print(f"{k}: {json.dumps(v)}")
+    trl = report.get("trl")
+    print(f"TRL: {trl if isinstance(trl, str) else json.dumps(trl)[:300]}")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
-    return report
 
 
 if __name__ == "__main__":

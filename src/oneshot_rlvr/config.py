@@ -73,6 +73,7 @@ class RunConfig:
     micro_batch_tokens: int = 24000  # token budget per micro-batch (ppo_max_token_len_per_gpu)
     logprob_chunk_tokens: int = 2048  # rows of logits materialised at once for log-prob/entropy
     gradient_checkpointing: bool = True
+    torch_compile: bool = False  # torch.compile each decoder layer + the log-prob head (speed only; off = the paper)
     dtype: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or float32 | bfloat16
     device: str = "auto"  # auto | cpu | cuda
     deepspeed: bool = False

@@ -60,6 +60,27 @@ def _chunk_logp_entropy(hidden: torch.Tensor, weight, bias, targets: torch.Tenso
     return logp, ent
 
 
+_COMPILED_HEAD = None
+
+
+def _head_fn(model):
+    """The log-prob/entropy chunk function: compiled (fused softmax passes) for a compiled model."""
+    global _COMPILED_HEAD
+    if not getattr(model, "_rlvr_compiled", False):
+        return _chunk_logp_entropy
+    if _COMPILED_HEAD is None:
+        _COMPILED_HEAD = torch.compile(_chunk_logp_entropy, dynamic=True)
+    return _COMPILED_HEAD
+
+
+def compile_model(model) -> None:
+    """torch.compile every decoder layer (fuses the norms, rotary, SwiGLU and residual adds around the
+    matmuls) and, through `model._rlvr_compiled`, the head chunk. Same function, different kernels."""
+    for layer in model.get_decoder().layers:
+        layer.compile(dynamic=True)
+    model._rlvr_compiled = True
+
+
 def response_logprobs(model, seqs: list[tuple[list[int], list[int]]], temperature: float, chunk_rows: int,
                       with_entropy: bool, autocast_dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (and entropies) of every response token of `seqs` = [(prompt_ids, response_ids)].
@@ -90,6 +111,7 @@ def response_logprobs(model, seqs: list[tuple[list[int], list[int]]], temperatur
     sel = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
     tgt = torch.tensor(targets, device=device)
     logps, ents = [], []
+    head_fn = _head_fn(model)
     grad = torch.is_grad_enabled()
     zero3 = getattr(model, "_rlvr_zero3", False)
     for s in range(0, sel.shape[0], chunk_rows):
@@ -101,10 +123,9 @@ def response_logprobs(model, seqs: list[tuple[list[int], list[int]]], temperatur
             w = head.weight if autocast_dtype is None else head.weight.to(autocast_dtype)
             h = h if autocast_dtype is None else h.to(autocast_dtype)
         if grad:  # recompute this chunk's logits in backward instead of keeping them
-            lp, en = checkpoint(_chunk_logp_entropy, h, w, head.bias, t, temperature, with_entropy,
-                                use_reentrant=False)
+            lp, en = checkpoint(head_fn, h, w, head.bias, t, temperature, with_entropy, use_reentrant=False)
         else:
-            lp, en = _chunk_logp_entropy(h, w, head.bias, t, temperature, with_entropy)
+            lp, en = head_fn(h, w, head.bias, t, temperature, with_entropy)
         logps.append(lp)
         ents.append(en)
     return torch.cat(logps), torch.cat(ents)
@@ -268,6 +289,10 @@ class GRPOTrainer:
             self.ref_model = copy.deepcopy(self.model).to(ref_dtype).eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
+        if cfg.torch_compile:
+            compile_model(self.model)
+            if self.ref_model is not None:
+                compile_model(self.ref_model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         warm = cfg.lr_warmup_steps
@@ -746,4 +771,4 @@ def _init_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
-__all__ = ["GRPOTrainer", "train", "response_logprobs", "micro_batches", "pad_flat"]
+__all__ = ["GRPOTrainer", "train", "response_logprobs", "micro_batches", "pad_flat", "compile_model"]

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Issue 7's GPU measurements in ONE call on a lent single-GPU machine (no internet: the packages it
+# lacks travel as wheels in .whl/, filled by bench/gpu_wheels.sh). Every phase is time-boxed and writes
+# its JSON as soon as it ends, so a phase that fails or runs out of time loses only itself.
+#
+#   bash bench/gpu_wheels.sh                       # here, once: .whl/ (git-ignored)
+#   OUT=/tmp/gpu_out bash bench/gpu_session.sh     # on the GPU machine (the device tool sets $OUT)
+#
+# Phases (seconds are the caps; docs/gpu.md has what each one shows):
+#   step     whole GRPO steps at TRL's anchor shape (32 prompts x 8, 256 forced tokens), hf engine
+#            (static cache + CUDA graphs), with the naive transformers baseline in the same process
+#   trl      TRL GRPOTrainer on the same shape, model and card (bench/trl_grpo_step.py)
+#   update   log-prob + update at the paper's response length (3072) by micro-batch variants: MFU, peak memory
+#   rollout  our decoder at 256 x 1024 tokens, and the KV memory of a 256 x 3072 rollout
+#   compile  the update with torch.compile'd layers + head (the trainer's torch_compile key)
+#   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
+set -u
+OUT=${OUT:-/tmp/gpu_out}
+mkdir -p "$OUT"
+LOG="$OUT/session.log"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+t0=$(date +%s)
+say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$LOG"; }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl >>"$LOG" 2>&1 || say "wheel install failed"
+fi
+export PYTHONPATH=/tmp/site:$PWD/src
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv \
+    | tee -a "$LOG"
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
+    2>&1 | tee -a "$LOG"
+python3 -c "import trl, deepspeed, math_verify; print('trl', trl.__version__, 'deepspeed', deepspeed.__version__)" \
+    2>&1 | tail -1 | tee -a "$LOG"
+
+M=/tmp/qwen15b-random
+# SMOKE=1: the same phases at a toy shape, to check the script on a CPU before spending device time
+P=32; N=8; R=256; RL=1024; UL=3072; UP=8; SL=3072; B=""
+if [ "${SMOKE:-0}" = 1 ]; then
+    P=2; N=4; R=8; RL=8; UL=16; UP=2; SL=32; M=/tmp/smoke-model
+    B="--layers 2 --hidden 256 --heads 4 --kv-heads 2 --intermediate 512 --static-cache on"
+fi
+run() {  # run NAME CAP_SECONDS CMD...: time-boxed, output appended to the log
+    local name=$1 cap=$2; shift 2
+    say "== $name (cap ${cap}s): $*"
+    timeout "$cap" "$@" >>"$LOG" 2>&1
+    say "== $name exit $?"
+}
+run build 90 python3 bench/grpo_step.py $B --build-only "$M"
+run step 170 python3 bench/grpo_step.py $B --model-dir "$M" --mode step --engine hf --prompts $P --n $N \
+    --response-len $R --steps 3 --out "$OUT/step.json"
+run update 130 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
+    --variants ckpt:24000,nockpt:8192,nockpt:16384 --out "$OUT/update.json"
+run trl 150 python3 bench/trl_grpo_step.py --model "$M" --prompts $P --n $N --response-len $R --steps 3 \
+    --out "$OUT/trl.json"
+run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --engine hf --prompts $P --n $N \
+    --response-len $RL --steps 2 --state-len $SL --out "$OUT/rollout.json"
+run compile 110 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
+    --variants compile-nockpt:8192,compile-ckpt:24000 --out "$OUT/update_compile.json"
+run zero 60 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --deepspeed --prompts 2 --n 8 \
+    --response-len $RL --variants ckpt:24000 --out "$OUT/zero2.json"
+say "done"
+grep -E "^(phase|rollout|reward|logprob|update|step |TRL|steps|naive|speedup|kv_state|resident)|== |trl_step" "$LOG" | tail -60
