@@ -7,7 +7,7 @@
 #   bash bench/gpu_wheels.sh            # fill / refresh .whl/
 #   bash bench/gpu_wheels.sh --check    # only verify .whl/ against the list (exit 1 on a mismatch)
 #
-# On the device:
+# .whl/ is git-ignored (.git/info/exclude): a device run must carry it explicitly. On the device:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 set -euo pipefail

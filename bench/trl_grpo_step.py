@@ -27,8 +27,8 @@ log-probs) inside it. Step 1 is warm-up; the summary is the median/mean of the r
 
     # CPU smoke (tiny random model built here when --model is left out)
     PYTHONPATH=/tmp/site .venv/bin/python bench/trl_grpo_step.py --prompts 2 --n 4 --response-len 16 --steps 2
-    # GPU: the 1.5B random-weight model dir built from the real config
-    python3 bench/trl_grpo_step.py --model /tmp/qwen1.5b-random --out bench/results/<card>/trl_grpo_step.json
+    # GPU: the 1.5B random-weight model from the real config (--model DIR to pass one already built)
+    python3 bench/trl_grpo_step.py --paper-shape --out $OUT/trl_grpo_step_p32x8-r256.json
 """
 
 from __future__ import annotations
@@ -91,16 +91,26 @@ def versions() -> dict:
     return out
 
 
-def build_tiny(out: Path, seed: int) -> Path:
-    sys.path.insert(0, str(REPO / "src"))  # only the CPU smoke needs our package
-    from oneshot_rlvr.modeling import build_tiny_model
+PAPER_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
 
-    return build_tiny_model(out, seed=seed)
+
+def build_random(out: Path, seed: int, paper_shape: bool) -> Path:
+    """Random-weight Qwen2 with the real tokenizer: tiny, or Qwen2.5-Math-1.5B's shape from its real config."""
+    sys.path.insert(0, str(REPO / "src"))  # only building a model needs our package
+    from oneshot_rlvr.modeling import TOKENIZER_DIR, build_tiny_model
+
+    shape = {}
+    if paper_shape:
+        real = json.loads((Path(TOKENIZER_DIR) / "config.json").read_text())
+        shape = {k: real[k] for k in PAPER_KEYS}
+    return build_tiny_model(out, seed=seed, **shape)
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="HF model dir (default: build a tiny random Qwen2 here)")
+    ap.add_argument("--model", default=None, help="HF model dir (default: build a random Qwen2 here, see next)")
+    ap.add_argument("--paper-shape", action="store_true",
+                    help="without --model: build Qwen2.5-Math-1.5B's shape (random weights) instead of a tiny one")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=8, help="completions per prompt (num_generations)")
     ap.add_argument("--response-len", type=int, default=256, help="forced completion length (EOS suppressed)")
@@ -131,7 +141,9 @@ def main(argv=None) -> dict:
     print("versions:", json.dumps(versions()), flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="trl_grpo_step_"))
-    model_dir = Path(args.model) if args.model else build_tiny(work / "model", args.seed)
+    t = time.perf_counter()
+    model_dir = Path(args.model) if args.model else build_random(work / "model", args.seed, args.paper_shape)
+    build_s = time.perf_counter() - t
     if not (model_dir / "config.json").exists():
         raise SystemExit(f"--model {model_dir}: no config.json there")
 
@@ -257,7 +269,7 @@ def main(argv=None) -> dict:
                        "generation_kwargs": cfg.generation_kwargs, "use_vllm": cfg.use_vllm},
         "steps": timer.steps,
         "steady_step_s": {"median": statistics.median(steady), "mean": statistics.fmean(steady), "n": len(steady)},
-        "trainer_init_s": init_s, "train_s": train_s, "wall_s": wall_s,
+        "model_build_s": build_s, "trainer_init_s": init_s, "train_s": train_s, "wall_s": wall_s,
         # torch.cuda.max_memory_allocated, reset at each step begin: the largest step's peak
         "peak_memory_allocated_gib": max(r["max_memory_allocated_gib"] for r in timer.steps) if cuda else None,
         "logs": timer.logs,
