@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -234,8 +235,11 @@ def main(argv=None) -> dict:
     init_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in trainer.model.parameters())
     t1 = time.perf_counter()
-    trainer.train()
-    _sync()
+    try:
+        trainer.train()
+        _sync()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the built model (6 GB at the paper shape); nothing else is saved
     train_s = time.perf_counter() - t1
     wall_s = time.perf_counter() - t0
 
@@ -255,7 +259,9 @@ def main(argv=None) -> dict:
     report = {
         "what": "TRL GRPOTrainer optimizer step (HF generate, no vLLM), see bench/trl_grpo_step.py docstring",
         "card": card, "device": "cuda" if cuda else "cpu", "params": n_params,
-        "model": str(model_dir), "model_dtype": str(next(trainer.model.parameters()).dtype),
+        "model": args.model or ("random weights, built then removed, shape "
+                                + ("Qwen2.5-Math-1.5B" if args.paper_shape else "tiny")),
+        "model_dtype": str(next(trainer.model.parameters()).dtype),
         "autocast": "bf16" if cfg.bf16 else "none",
         "shape": {"prompts": args.prompts, "n": args.n, "response_len": args.response_len,
                   "prompt_len": gens[0]["prompt_len_max"], "completions_per_step": total},
