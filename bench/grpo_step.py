@@ -160,7 +160,7 @@ def naive_rollout(model, tok, prompts: list[list[int]], n: int, length: int, bat
                 att[i, width - len(p):] = 1
             out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), do_sample=True,
                                  temperature=0.6, top_p=1.0, top_k=0, max_new_tokens=length, min_new_tokens=length,
-                                 pad_token_id=tok.pad_token_id)
+                                 pad_token_id=tok.pad_token_id, use_cache=True)  # the trainer sets use_cache False
             made += (out.shape[1] - width) * len(chunk)
     return made
 
