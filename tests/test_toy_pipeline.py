@@ -4,8 +4,10 @@ config/miniature.yaml registry, the toy.smk plan, and the seed-aggregated report
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from oneshot_rlvr.errors import ConfigError, DataError
 from oneshot_rlvr.evaluate import stop_settings
 from oneshot_rlvr.registry import load_plan, validate_workflow_config
 from oneshot_rlvr.toy import report
+from oneshot_rlvr.toy.pretrain import PretrainConfig
 from oneshot_rlvr.toy.tasks import CATEGORIES, SUBJECTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,11 +82,38 @@ def test_miniature_config_validates_and_plans_the_must_show_runs():
     plan = load_plan(REPO / "config" / "miniature.yaml", root=REPO)
     runs = {r for _, r in plan.experiments["MS"]}
     assert {"base", "toy_pool", "pi1", "pi1--seed3", "random1s3--seed3", "toy_pool--format_s2"} <= runs
-    assert plan.built_model_dir("toy") == "results/miniature/models/toy"
+    # the shipped base model, nothing to pretrain; step 0 of every run is that model
+    assert plan.model_path("toy") == "resources/toy/model" and plan.built_model_dir("toy") is None
+    assert plan.evaluate_model("toy", "pi1", 0) == "resources/toy/model"
     assert plan.run("toy", "pi1").benchmarks == ["toy"]
     # three different training seeds per condition (RunConfig's default seed is 1)
     seeds = {plan.run("toy", r).run_config.get("seed", 1) for r in ("pi1", "pi1--seed2", "pi1--seed3")}
     assert seeds == {1, 2, 3}
+
+
+def test_shipped_model_is_the_configured_pretraining():
+    """resources/toy/model is what `models.toy` (seed, toy.steps) would pretrain on this world, and it
+    loads with its tokenizer and stops at the world's end-of-turn tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    toy = yaml.safe_load((REPO / "config" / "miniature.yaml").read_text())["models"]["toy"]
+    model_dir = REPO / toy["path"]
+    record = json.loads((model_dir / "pretrain.json").read_text())
+    assert record["world"] == "resources/toy" and record["world_seed"] == toy["toy"]["world_seed"]
+    assert record["config"]["seed"] == toy["seed"]
+    assert record["steps_done"] == record["config"]["steps"] == toy["toy"]["steps"]
+    assert not record["cut_by_minutes"]
+    # `rlvr pretrain-toy`'s defaults are the shipped model's recipe (only the seed and the bar aside)
+    defaults = asdict(PretrainConfig())
+    assert {k: v for k, v in record["config"].items() if k != "progress"} == \
+        {k: v for k, v in defaults.items() if k != "progress"}
+    manifest = json.loads((WORLD / "world.json").read_text())
+    assert (manifest["seed"], manifest["pool_size"]) == (toy["toy"]["world_seed"], toy["toy"]["pool_size"])
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert (model_dir / "tokenizer.json").read_bytes() == (WORLD / "tokenizer" / "tokenizer.json").read_bytes()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert sum(p.numel() for p in model.parameters()) == record["n_params"]
+    assert list(model.generation_config.eos_token_id) == tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
 
 
 def test_schema_rejects_unknown_toy_keys():
@@ -97,23 +127,43 @@ def test_schema_rejects_unknown_toy_keys():
         validate_workflow_config(cfg, root=REPO)
 
 
-def test_toy_rules_plan_world_then_pretraining(tmp_path):
-    pytest.importorskip("snakemake")
+def _dry_run(tmp_path, *args):
     for name in ("resources", "config"):
         (tmp_path / name).symlink_to(REPO / name)
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--nolock", "-n", "-p", "--configfile", "config/miniature.yaml", "--forcerun", "make_toy_world",
+           "--nolock", "-n", "-p", "--configfile", "config/miniature.yaml", "--forcerun", "make_toy_world", *args,
            "--", "results/miniature/runs/toy/base/eval/chunk_0.json"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
+    return out
+
+
+def test_toy_rules_use_the_shipped_model(tmp_path):
+    pytest.importorskip("snakemake")
+    out = _dry_run(tmp_path)
+    # a forced world rebuild reproduces the committed world (seed and pool size from its world.json)
     assert "rlvr make-toy-world --out resources/toy --seed 0 --pool-size 64 --overwrite" in out
-    steps = yaml.safe_load((REPO / "config" / "miniature.yaml").read_text())["models"]["toy"]["toy"]["steps"]
+    assert "pretrain-toy" not in out and "build_tiny_model" not in out
+    assert "rlvr evaluate --model resources/toy/model --out results/miniature/runs/toy/base/eval/step_0" in out
+    assert "--benchmarks toy --prompt qwen25-math-cot --max-new-tokens 128 --engine hf --limit 120" in out
+
+
+def test_documented_switch_re_pretrains(tmp_path):
+    """The one-line override written in config/miniature.yaml plans world, then pretraining, then the
+    evaluation of the freshly pretrained model."""
+    pytest.importorskip("snakemake")
+    text = (REPO / "config" / "miniature.yaml").read_text()
+    (switch,) = [line.split("#", 1)[1].strip() for line in text.splitlines() if "--config 'models=" in line]
+    args = shlex.split(switch)
+    assert args[0] == "--config" and len(args) == 2
+    out = _dry_run(tmp_path, *args)
+    assert "rlvr make-toy-world --out resources/toy --seed 0 --pool-size 64 --overwrite" in out
+    steps = yaml.safe_load(text)["models"]["toy"]["toy"]["steps"]
     assert (f"rlvr pretrain-toy --world resources/toy --out results/miniature/models/toy --seed 0 --steps {steps}"
             " --threads 1") in out
-    assert "--benchmarks toy --prompt qwen25-math-cot --max-new-tokens 128 --engine hf --limit 120" in out
-    assert "build_tiny_model" not in out
+    assert "rlvr evaluate --model results/miniature/models/toy --out results/miniature/runs/toy/base" in out
 
 
 # --------------------------------------------------------------------------- report

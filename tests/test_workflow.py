@@ -1,6 +1,7 @@
 """The Snakemake workflow itself: lint, the paper's full plan (E1-E19) without any training output,
-partial targets that plan only one ablation, config errors at load, and (slow) the CPU demo end to
-end with an idempotent second plan.
+partial targets that plan only one ablation, config errors at load, and (slow) both CPU demos end to
+end with an idempotent second plan: `make demo` (config/demo.yaml, the miniature world) and the tiny
+random-model demo on the paper's data (config/demo_tiny.yaml).
 
 Every snakemake call runs in a scratch working directory that links resources/ and config/, so the
 repository's results/ and .snakemake/ are never touched.
@@ -8,6 +9,7 @@ repository's results/ and .snakemake/ are never touched.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -150,22 +152,57 @@ def test_config_error_stops_before_any_job(workdir):
     assert "Job stats" not in out
 
 
-def test_demo_config_replaces_the_paper_config(workdir):
-    r = snakemake(workdir, "-n", "--configfile", "config/demo.yaml")
+@pytest.mark.parametrize("config, model", [("demo", "toy"), ("demo_tiny", "tiny")])
+def test_demo_config_replaces_the_paper_config(workdir, config, model):
+    r = snakemake(workdir, "-n", "--configfile", f"config/{config}.yaml")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     stats = job_stats(out)
-    assert stats["train"] == 4 and stats["evaluate"] == 5 and stats["build_tiny_model"] == 1
+    assert stats["train"] == 4 and stats["evaluate"] == 5
+    if model == "toy":  # the miniature world's shipped base model: nothing to build, a seed-aggregated table
+        assert "build_tiny_model" not in stats and "pretrain_toy" not in stats and stats["toy_report"] == 1
+    else:
+        assert stats["build_tiny_model"] == 1 and "toy_report" not in stats
+    assert f"results/{config}/runs/{model}/" in out
     assert "results/paper" not in out
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_demo_end_to_end_and_idempotent(workdir):
-    """The CPU demo runs to the tables and figures; a second plan has nothing to do."""
+    """`make demo`: the miniature world's must-show conditions (one seed) run to the tables and figures,
+    the base model is right some of the time, and a second plan has nothing to do."""
     r = snakemake(workdir, "--configfile", "config/demo.yaml", "--cores", "2", timeout=1800)
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     res = workdir / "results" / "demo"
+    for run in ("toy_pool", "pi1", "random1", "toy_pool--format"):
+        assert (res / "runs/toy" / run / "best.json").is_file()
+        for step in (8, 16):
+            assert (res / "runs/toy" / run / f"eval/step_{step}/toy/summary.json").is_file()
+    # pi1 is read off the ranking of the full-pool run: one pool row, duplicated to the batch size
+    pi1 = {json.loads(line)["extra_info"]["index"] for line in (res / "data/train_sets/pi1.jsonl").read_text().splitlines()}
+    ranking = (res / "data/ranking.csv").read_text().splitlines()
+    assert len(pi1) == 1 and len(ranking) == 1 + 64
+    metrics = (res / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "model,run,step,benchmark,grader,metric,value"
+    base = [float(line.rsplit(",", 1)[1]) for line in metrics if line.startswith("toy,base,0,toy,qwen,accuracy,")]
+    assert len(base) == 1 and 10 <= base[0] <= 50  # the shipped model's calibration (docs/miniature.md)
+    table = (res / "tables/miniature.md").read_text()
+    assert all(f"\n| {c} | {c} | 16 |" in table for c in ("toy_pool", "pi1", "random1", "toy_pool--format")), table
+    assert (res / "tables/curves.png").stat().st_size > 0
+    assert any((res / "tables").glob("table*.md")) and any((res / "figures").glob("*.png"))
+    again = snakemake(workdir, "-n", "--configfile", "config/demo.yaml")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_demo_tiny_end_to_end_and_idempotent(workdir):
+    """The tiny random-model demo (the real Qwen2.5-Math tokenizer, the paper's pool, ranking and eight
+    benchmarks) runs to the tables and figures; a second plan has nothing to do."""
+    r = snakemake(workdir, "--configfile", "config/demo_tiny.yaml", "--cores", "2", timeout=1800)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    res = workdir / "results" / "demo_tiny"
     for run in ("pi1", "pi13", "pi1_pi13", "pool16"):
         assert (res / "runs/tiny" / run / "best.json").is_file()
         assert (res / "runs/tiny" / run / "eval/step_4/math500/summary.json").is_file()
@@ -173,5 +210,5 @@ def test_demo_end_to_end_and_idempotent(workdir):
     header = (res / "metrics.csv").read_text().splitlines()[0]
     assert header == "model,run,step,benchmark,grader,metric,value"
     assert any((res / "tables").glob("*.md")) and any((res / "figures").glob("*.png"))
-    again = snakemake(workdir, "-n", "--configfile", "config/demo.yaml")
+    again = snakemake(workdir, "-n", "--configfile", "config/demo_tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -28,10 +28,25 @@ BUILT_MODELS = [m for m in config["models"] if config["models"][m].get("build") 
 # the miniature world (toy.smk, docs/miniature.md): one world, in resources/ like every data source
 TOY_MODELS = [m for m in config["models"] if config["models"][m].get("build") == "toy"]
 TOY_WORLD = "resources/toy"
+TOY_POOL = os.path.normpath(config["sources"][config["pool"]]).startswith(TOY_WORLD + os.sep)
+# read at load time: a forced make_toy_world removes world.json before its job runs
+TOY_MANIFEST = json.load(open(f"{TOY_WORLD}/world.json")) if os.path.exists(f"{TOY_WORLD}/world.json") else {}
+# models evaluated on the toy benchmark: toy.smk's seed-aggregated report
+TOY_REPORT_MODELS = [m for e in config["experiments"].values() if {"toy", "toy_all"} & set(e["benchmarks"])
+                     for m in e["models"]]
 
 
 def toy_option(model, key):
     return config["models"][model].get("toy", {}).get(key)
+
+
+def toy_world_option(key, manifest_key):
+    """The world's seed / pool size: the first `build: toy` model's `toy` block, else the committed
+    world.json (a config on the shipped model), so that a forced make_toy_world reproduces the world."""
+    if TOY_MODELS:
+        return toy_option(TOY_MODELS[0], key)
+    return TOY_MANIFEST[manifest_key]
+
 
 RANK_DEPENDENT = [d for d in config["datasets"] if PLAN.needs_ranking(d)]
 
