@@ -30,7 +30,7 @@ from oneshot_rlvr.registry import validate_workflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 PI1 = REPO / "resources" / "train" / "one_shot" / "pi1_r128.jsonl"
-DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+DEMO = yaml.safe_load((REPO / "config" / "demo_tiny.yaml").read_text())
 
 
 @dataclass

@@ -15,7 +15,7 @@ from oneshot_rlvr.registry import eval_steps, parse_run_id, validate_workflow_co
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+DEMO = yaml.safe_load((REPO / "config" / "demo_tiny.yaml").read_text())
 M15 = "qwen2.5-math-1.5b"
 
 
@@ -93,9 +93,9 @@ def test_demo_config(tmp_path):
     assert set(plan.runs) == {("tiny", r) for r in ("pi1", "pi13", "pi1_pi13", "pool16", "base")}
     c = from_dict(plan.run("tiny", "pi1").run_config)
     assert (c.total_steps, c.save_freq, c.train_batch_size, c.max_response_length) == (4, 2, 4, 32)
-    assert plan.built_model_dir("tiny") == "results/demo/models/tiny"
-    assert plan.evaluate_model("tiny", "pi1", 0) == "results/demo/models/tiny"  # step 0 = base model
-    assert plan.evaluate_model("tiny", "pi1", 2) == "results/demo/runs/tiny/pi1/train/checkpoints/step_2"
+    assert plan.built_model_dir("tiny") == "results/demo_tiny/models/tiny"
+    assert plan.evaluate_model("tiny", "pi1", 0) == "results/demo_tiny/models/tiny"  # step 0 = base model
+    assert plan.evaluate_model("tiny", "pi1", 2) == "results/demo_tiny/runs/tiny/pi1/train/checkpoints/step_2"
     assert plan.make_train_set_args("pool16") == ["--first", "16"]
     assert plan.make_train_set_args("pi1_pi13") == ["--ranks", "1,13", "--batch-size", "4"]
 
