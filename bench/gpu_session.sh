@@ -10,11 +10,14 @@
 #   step     whole GRPO steps at TRL's anchor shape (32 prompts x 8, 256 forced tokens), hf engine
 #            (static cache + CUDA graphs), with the naive transformers baseline in the same process
 #   trl      TRL GRPOTrainer on the same shape, model and card (bench/trl_grpo_step.py)
-#   update   log-prob + update at the paper's response length (3072) by micro-batch variants: MFU, peak memory
+#   update   log-prob + update at the paper's response length (3072) by micro-batch variants: MFU, peak memory,
+#            and a torch.profiler breakdown of one update (ckpt, 24k budget) by kernel class
 #   rollout  our decoder at 256 x 1024 tokens, and the KV memory of a 256 x 3072 rollout
 #   compile  the update with torch.compile'd layers + head (the trainer's torch_compile key)
 #   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
+# PHASES="build step update trl" runs only those (a second call with little device time left).
 set -u
+PHASES=" ${PHASES:-build step update trl rollout compile zero} "
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
 LOG="$OUT/session.log"
@@ -43,15 +46,16 @@ if [ "${SMOKE:-0}" = 1 ]; then
 fi
 run() {  # run NAME CAP_SECONDS CMD...: time-boxed, output appended to the log
     local name=$1 cap=$2; shift 2
+    case "$PHASES" in *" $name "*) ;; *) return 0 ;; esac
     say "== $name (cap ${cap}s): $*"
     timeout "$cap" "$@" >>"$LOG" 2>&1
     say "== $name exit $?"
 }
 run build 90 python3 bench/grpo_step.py $B --build-only "$M"
+run update 130 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
+    --variants nockpt:8192,nockpt:16384,ckpt:24000 --profile $UP --out "$OUT/update.json"
 run step 170 python3 bench/grpo_step.py $B --model-dir "$M" --mode step --engine hf --prompts $P --n $N \
     --response-len $R --steps 3 --out "$OUT/step.json"
-run update 130 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
-    --variants ckpt:24000,nockpt:8192,nockpt:16384 --out "$OUT/update.json"
 run trl 150 python3 bench/trl_grpo_step.py --model "$M" --prompts $P --n $N --response-len $R --steps 3 \
     --out "$OUT/trl.json"
 run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --engine hf --prompts $P --n $N \

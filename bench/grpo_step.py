@@ -212,6 +212,59 @@ class _Null:
         return False
 
 
+# kernel-name patterns -> class, first match wins (cuBLAS/CUTLASS gemms, SDPA's flash / efficient kernels)
+_KERNEL_CLASSES = [
+    ("matmul", ("gemm", "cutlass", "sm90_xmma", "sm80_xmma", "cublas", "nvjet", "matmul", "addmm", "mm_", "::mm", "bmm")),
+    ("attention", ("flash", "fmha", "attention", "efficient_attention", "sdpa")),
+    ("softmax/logsumexp/reduce", ("softmax", "logsumexp", "reduce", "cunn_", "gather", "scatter")),
+    ("optimizer", ("adam", "multi_tensor", "foreach", "l2norm", "clip")),
+    ("copy/cast", ("copy", "cast", "memcpy", "memset", "to_copy", "fill")),
+    ("elementwise", ("elementwise", "vectorized", "unrolled", "pointwise", "triton")),
+]
+
+
+def _kernel_class(name: str) -> str:
+    low = name.lower()
+    for cls, keys in _KERNEL_CLASSES:
+        if any(k in low for k in keys):
+            return cls
+    return "other"
+
+
+def profile_update(tr, ro, adv, ref_lp, device: str) -> dict:
+    """GPU time of one update by kernel class (torch.profiler), plus the 15 costliest kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    _sync(device)
+    t = time.perf_counter()
+    with profile(activities=acts) as prof:
+        tr.update(2, ro, adv, ref_lp, None)
+        _sync(device)
+    wall = time.perf_counter() - t
+    by_class: dict[str, float] = {}
+    kernels = []
+    gpu = device.startswith("cuda")
+    for ev in prof.key_averages():
+        if gpu:  # device kernels only (aten:: ops would count their kernels twice)
+            dev_us = getattr(ev, "self_device_time_total", None)
+            if dev_us is None:
+                dev_us = getattr(ev, "self_cuda_time_total", 0)
+            skip = ev.key.startswith(("aten::", "autograd::", "cuda"))
+        else:  # CPU: the aten ops' own time (a smoke check of the breakdown, not a measurement)
+            dev_us = ev.self_cpu_time_total
+            skip = not ev.key.startswith("aten::")
+        if skip or not dev_us or dev_us <= 0:
+            continue
+        cls = _kernel_class(ev.key)
+        by_class[cls] = by_class.get(cls, 0.0) + dev_us / 1e6
+        kernels.append({"kernel": ev.key[:120], "class": cls, "seconds": dev_us / 1e6, "calls": ev.count})
+    busy = sum(by_class.values())
+    kernels.sort(key=lambda k: -k["seconds"])
+    return {"wall_s": wall, "gpu_busy_s": busy, "gpu_idle_fraction": 1 - busy / wall if wall > 0 else None,
+            "by_class_s": dict(sorted(by_class.items(), key=lambda kv: -kv[1])), "top_kernels": kernels[:15]}
+
+
 def trl_status(path: str | None) -> dict | str:
     """TRL's step on the same shape, as measured by bench/trl_grpo_step.py (its JSON), if given."""
     if path and Path(path).is_file():
@@ -267,6 +320,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--state-len", type=int, default=0,
                     help="rollout mode: also allocate the decoder's KV cache for this response length and "
                          "report its memory (the paper's 3072 without generating 3072 tokens)")
+    ap.add_argument("--profile", type=int, default=0, metavar="SEQS",
+                    help="update mode: after the variants, profile one update of the first SEQS sequences (last "
+                         "variant's settings) and report GPU time by kernel class (matmul, attention, softmax/"
+                         "log-prob head, elementwise, optimizer, copies): where the MFU goes")
     ap.add_argument("--naive", action="store_true", help="rollout mode: time plain transformers generate too")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.35)
     ap.add_argument("--steps", type=int, default=2, help="timed steps; the first includes warm-up/graph capture")
@@ -395,6 +452,10 @@ def main(argv=None) -> dict:
                 tr.optimizer.zero_grad(set_to_none=True)
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
+        if args.profile:
+            k = min(args.profile, len(ro.response_ids))
+            res["profile"] = profile_update(tr, _head(ro, k, Rollout), adv[:k], ref_lp[:k] if ref_lp else None,
+                                            device) | {"sequences": k}
         report["phases"] = res
     elif args.mode == "rollout":
         tr.engine = tr._make_engine()
