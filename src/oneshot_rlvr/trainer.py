@@ -496,6 +496,9 @@ class GRPOTrainer:
                     raise TrainingError(f"step {step}: non-finite gradient norm ({grad_norm.item()}); stopping "
                                         "before the optimizer step, the last checkpoint is intact")
                 self.optimizer.step()
+                # free the fp32 gradients now, not at the next step's zero_grad: 4 bytes/param (6.2 GB on
+                # the 1.5B model) that the rollout's KV cache can use instead
+                self.optimizer.zero_grad(set_to_none=True)
                 norms.append(grad_norm.item())
                 n_steps += 1
         self.scheduler.step()
