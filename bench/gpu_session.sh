@@ -12,12 +12,13 @@
 #   trl      TRL GRPOTrainer on the same shape, model and card (bench/trl_grpo_step.py)
 #   update   log-prob + update at the paper's response length (3072) by micro-batch variants: MFU, peak memory,
 #            and a torch.profiler breakdown of one update (ckpt, 24k budget) by kernel class
+#   update_bf16p  the same with precision: bf16-params (bf16 module, fp32 masters in the optimizer)
 #   rollout  our decoder at 256 x 1024 tokens, and the KV memory of a 256 x 3072 rollout
 #   compile  the update with torch.compile'd layers + head (the trainer's torch_compile key)
 #   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
 # PHASES="build step update trl" runs only those (a second call with little device time left).
 set -u
-PHASES=" ${PHASES:-build step update trl rollout compile zero} "
+PHASES=" ${PHASES:-build update update_bf16p step trl rollout compile zero} "
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
 LOG="$OUT/session.log"
@@ -54,6 +55,9 @@ run() {  # run NAME CAP_SECONDS CMD...: time-boxed, output appended to the log
 run build 90 python3 bench/grpo_step.py $B --build-only "$M"
 run update 130 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
     --variants nockpt:8192,nockpt:16384,ckpt:24000 --profile $UP --out "$OUT/update.json"
+run update_bf16p 100 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
+    --response-len $UL --precision bf16-params --variants nockpt:8192,ckpt:24000 --profile $UP \
+    --out "$OUT/update_bf16_params.json"
 run step 170 python3 bench/grpo_step.py $B --model-dir "$M" --mode step --engine hf --prompts $P --n $N \
     --response-len $R --steps 3 --out "$OUT/step.json"
 run trl 150 python3 bench/trl_grpo_step.py --model "$M" --prompts $P --n $N --response-len $R --steps 3 \

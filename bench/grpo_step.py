@@ -310,6 +310,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--response-len", type=int, default=1024, help="forced response length (paper's cap: 3072)")
     ap.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto", help="auto: vllm on CUDA, hf on CPU")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--precision", choices=["autocast", "bf16-params"], default="autocast",
+                    help="the trainer's precision key: fp32 parameters + bf16 autocast, or a bf16 module with fp32 "
+                         "master weights in the optimizer")
     ap.add_argument("--static-cache", choices=["auto", "on", "off"], default="auto",
                     help="hf engine: the static-cache decoder (auto = on CUDA); on = also on CPU (eager)")
     ap.add_argument("--micro-batch-tokens", type=int, default=24000)
@@ -358,7 +361,7 @@ def main(argv=None) -> dict:
     pi1 = REPO / "resources" / "train" / "one_shot" / "pi1_r128.jsonl"
     L = args.response_len
     cfg = RunConfig(model=str(model_dir), train_file=str(pi1), train_batch_size=min(args.prompts, 128), n=args.n,
-                    max_response_length=L, engine=engine, dtype=args.dtype, micro_batch_tokens=args.micro_batch_tokens,
+                    max_response_length=L, engine=engine, dtype=args.dtype, precision=args.precision, micro_batch_tokens=args.micro_batch_tokens,
                     gradient_checkpointing=args.gradient_checkpointing == "on", hf_static_cache=args.static_cache,
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
                     max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed).validate()
@@ -503,6 +506,8 @@ def main(argv=None) -> dict:
     report["trl"] = trl_status(args.trl_json)
     card = report["card"]
     shape = f"L{args.layers}-d{args.hidden}-p{args.prompts}x{args.n}-r{L}-{engine}-{args.mode}"
+    if args.precision != "autocast":
+        shape += f"-{args.precision}"
     out = Path(args.out) if args.out else REPO / "bench" / "results" / card / f"grpo_step_{shape}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

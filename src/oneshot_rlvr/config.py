@@ -75,6 +75,9 @@ class RunConfig:
     gradient_checkpointing: bool = True
     torch_compile: bool = False  # torch.compile each decoder layer + the log-prob head (speed only; off = the paper)
     dtype: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or float32 | bfloat16
+    # how bf16 compute meets fp32 master weights: autocast over fp32 parameters | bf16-params (a bf16
+    # module, fp32 masters in the optimizer: verl FSDP's mixed precision); nothing to do when dtype is fp32
+    precision: str = "autocast"
     device: str = "auto"  # auto | cpu | cuda
     deepspeed: bool = False
     zero_stage: int = 2
@@ -98,6 +101,7 @@ class RunConfig:
             "agg": ("verl02", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
             "adv_estimator": ("grpo",),
             "dtype": ("auto", "float32", "bfloat16"),
+            "precision": ("autocast", "bf16-params"),
             "device": ("auto", "cpu", "cuda"),
             "save_dtype": ("float32", "bfloat16"),
             "keep_checkpoints": ("all", "evaluated-best", "none-after-eval"),

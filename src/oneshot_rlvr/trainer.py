@@ -263,8 +263,13 @@ class GRPOTrainer:
         self._reward_fn = reward_fn
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        # fp32 master weights always; bf16 (or other) is the compute dtype via autocast
-        self.autocast = self.dtype if self.dtype != torch.float32 else None
+        # fp32 master weights always. The compute dtype (bf16 on GPU) comes either through autocast over
+        # fp32 parameters (precision: autocast) or from a bf16 module whose fp32 masters the optimizer
+        # steps (precision: bf16-params, verl FSDP's mixed precision; DeepSpeed does this itself)
+        self._bf16_params = (self.dtype != torch.float32 and cfg.precision == "bf16-params"
+                             and not cfg.deepspeed)
+        self.autocast = self.dtype if self.dtype != torch.float32 and not self._bf16_params else None
+        self.master = None  # MasterWeights under bf16-params
         self.ds = None  # the DeepSpeed engine when cfg.deepspeed (self.model is then its module)
         self._export: dict | None = None  # fp32 weights gathered from ZeRO partitions for a checkpoint
 
@@ -293,7 +298,11 @@ class GRPOTrainer:
             compile_model(self.model)
             if self.ref_model is not None:
                 compile_model(self.ref_model)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
+        if self._bf16_params:
+            from oneshot_rlvr.precision import MasterWeights
+
+            self.master = MasterWeights(self.model, self.dtype)  # fp32 copies first, then the module -> bf16
+        self.optimizer = torch.optim.AdamW(self._opt_params(), lr=cfg.lr, betas=tuple(cfg.betas),
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         warm = cfg.lr_warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -308,6 +317,10 @@ class GRPOTrainer:
             self.model._rlvr_zero3 = zero.is_zero3(self.model)
         self.reward_fn = self._reward_fn or self._default_reward()
         self.engine = None
+
+    def _opt_params(self) -> list:
+        """The parameters the optimizer steps: the fp32 masters under bf16-params, else the module's own."""
+        return self.master.parameters() if self.master is not None else list(self.model.parameters())
 
     def _default_reward(self):
         from oneshot_rlvr.rewards import RewardFunction
@@ -467,6 +480,8 @@ class GRPOTrainer:
                         self.ds.backward(loss * (w * loss_scale_for_ranks()), scale_wrt_gas=False)
                     else:
                         (loss * w).backward()
+                        if self.master is not None:
+                            self.master.accumulate()  # fp32 accumulation over micro-batches
                     if dummy:
                         continue
                     totals["pg_loss"] += pg.item() * w
@@ -488,14 +503,16 @@ class GRPOTrainer:
                 if _dist()[1] > 1:
                     import torch.distributed as dist
 
-                    for prm in self.model.parameters():
+                    for prm in self._opt_params():
                         if prm.grad is not None:
                             dist.all_reduce(prm.grad)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self._opt_params(), cfg.grad_clip)
                 if not torch.isfinite(grad_norm):
                     raise TrainingError(f"step {step}: non-finite gradient norm ({grad_norm.item()}); stopping "
                                         "before the optimizer step, the last checkpoint is intact")
                 self.optimizer.step()
+                if self.master is not None:
+                    self.master.push()
                 # free the fp32 gradients now, not at the next step's zero_grad: 4 bytes/param (6.2 GB on
                 # the 1.5B model) that the rollout's KV cache can use instead
                 self.optimizer.zero_grad(set_to_none=True)
@@ -530,7 +547,9 @@ class GRPOTrainer:
 
     def _export_state_dict(self) -> dict:
         """The weights an HF checkpoint stores: the fp32 master weights (gathered beforehand under ZeRO)."""
-        return self._export if self._export is not None else self.model.state_dict()
+        if self._export is not None:
+            return self._export
+        return self.master.state_dict() if self.master is not None else self.model.state_dict()
 
     def _gather_export(self) -> None:
         """Under DeepSpeed the fp32 master weights live in the ZeRO optimizer's partitions: gather them on
@@ -564,7 +583,7 @@ class GRPOTrainer:
         with _write_guard(step, "training state", tmp, final):
             torch.save({
                 "step": step,
-                **(blob or {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}),
+                **(blob or {"model": self._export_state_dict(), "optimizer": self.optimizer.state_dict()}),
                 "scheduler": self.scheduler.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "metrics_lines": metrics_lines,
@@ -602,7 +621,10 @@ class GRPOTrainer:
             if load_path is None:
                 raise TrainingError(f"{path}: DeepSpeed could not load its checkpoint files")
         else:
-            self.model.load_state_dict(blob["model"])
+            if self.master is not None:
+                self.master.load_state_dict(blob["model"])
+            else:
+                self.model.load_state_dict(blob["model"])
             self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         torch.set_rng_state(blob["rng"]["torch"])
