@@ -158,11 +158,11 @@ def test_documented_switch_re_pretrains(tmp_path):
     (switch,) = [line.split("#", 1)[1].strip() for line in text.splitlines() if "--config 'models=" in line]
     args = shlex.split(switch)
     assert args[0] == "--config" and len(args) == 2
-    out = _dry_run(tmp_path, *args)
+    out = _dry_run(tmp_path, *args, "--cores", "2")  # pretraining takes both cores (toy.threads, default 2)
     assert "rlvr make-toy-world --out resources/toy --seed 0 --pool-size 64 --overwrite" in out
     steps = yaml.safe_load(text)["models"]["toy"]["toy"]["steps"]
     assert (f"rlvr pretrain-toy --world resources/toy --out results/miniature/models/toy --seed 0 --steps {steps}"
-            " --threads 1") in out
+            " --threads 2") in out
     assert "rlvr evaluate --model results/miniature/models/toy --out results/miniature/runs/toy/base" in out
 
 

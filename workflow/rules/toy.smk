@@ -45,7 +45,8 @@ if TOY_MODELS:
             "results/{name}/benchmarks/pretrain_toy/{model}.tsv"
         wildcard_constraints:
             model=_alternatives(TOY_MODELS),
-        threads: lambda wildcards: PLAN.resources(wildcards.model, "train")["threads"]
+        # its own thread count (toy.threads), not the training runs': every other job waits for this one
+        threads: lambda wildcards: toy_option(wildcards.model, "threads") or 2
         resources:
             mem_mb=lambda wildcards: PLAN.resources(wildcards.model, "train")["mem_mb"],
             runtime=lambda wildcards: PLAN.resources(wildcards.model, "train")["runtime"],

@@ -32,7 +32,8 @@ IGNORE = -100
 class PretrainConfig:
     seed: int = 0
     # 3000 steps: 19.2 % base accuracy (the shipped resources/toy/model); 1200 and 2000 steps of 16, or
-    # 3000 of 8, stay below the 10 % target (8.3, 8.3, 4.2 %; docs/miniature.md). 12.2 CPU-minutes.
+    # 3000 of 8, stay below the 10 % target (8.3, 8.3, 4.2 %; docs/miniature.md). 7.6 min wall with 2 threads
+    # on 2 idle cores (the same weights as 1 thread, 12.2 CPU-minutes).
     steps: int = 3000
     batch_size: int = 16
     lr: float = 3e-3
