@@ -235,7 +235,8 @@ def profile_update(tr, ro, adv, ref_lp, device: str) -> dict:
     """GPU time of one update by kernel class (torch.profiler), plus the 15 costliest kernels."""
     from torch.profiler import ProfilerActivity, profile
 
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    gpu = device.startswith("cuda")
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
     _sync(device)
     t = time.perf_counter()
     with profile(activities=acts) as prof:
@@ -244,7 +245,6 @@ def profile_update(tr, ro, adv, ref_lp, device: str) -> dict:
     wall = time.perf_counter() - t
     by_class: dict[str, float] = {}
     kernels = []
-    gpu = device.startswith("cuda")
     for ev in prof.key_averages():
         if gpu:  # device kernels only (aten:: ops would count their kernels twice)
             dev_us = getattr(ev, "self_device_time_total", None)

@@ -27,3 +27,36 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pi1_file() -> Path:
     return REPO / "resources" / "train" / "one_shot" / "pi1_r128.jsonl"
+
+
+@pytest.fixture(scope="session")
+def fixed_rollout():
+    """`make(trainer)`: a fixed batch for one-update tests — 8 random responses of 3-12 tokens to the
+    trainer's first prompt, 2 GRPO groups of 4, every third one correct."""
+    import random
+
+    import torch
+
+    from oneshot_rlvr.trainer import Rollout
+
+    def make(trainer):
+        rng = random.Random(0)
+        prompt = trainer.rows[0].prompt_ids
+        resp = [[rng.randrange(1000, 5000) for _ in range(rng.randint(3, 12))] for _ in range(8)]
+        scores = torch.tensor([float(i % 3 == 0) for i in range(8)])
+        groups = torch.tensor([i // 4 for i in range(8)])
+        return Rollout([prompt] * 8, resp, groups, [0] * 8, ["stop"] * 8, scores, [False] * 8)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def one_update():
+    """`run(trainer, ro)`: reference log-probs (when the run has a KL term), then step 1's update on `ro`."""
+    from oneshot_rlvr import algos
+
+    def run(trainer, ro):
+        ref = trainer._logprobs(trainer.ref_model, ro, False)[0] if trainer.ref_model is not None else None
+        return trainer.update(1, ro, algos.grpo_advantages(ro.scores, ro.group_ids), ref, None)
+
+    return run

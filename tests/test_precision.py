@@ -5,16 +5,13 @@ autocast path up to bf16 rounding, fp32 checkpoints from the masters, and an exa
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
-from oneshot_rlvr import algos
 from oneshot_rlvr.config import from_dict
 from oneshot_rlvr.errors import ConfigError
 from oneshot_rlvr.precision import MasterWeights
-from oneshot_rlvr.trainer import GRPOTrainer, Rollout
+from oneshot_rlvr.trainer import GRPOTrainer
 
 
 def test_master_weights_accumulate_push_and_state():
@@ -55,30 +52,16 @@ def _trainer(model_dir, pi1, out, precision):
     return t
 
 
-def _batch(t):
-    rng = random.Random(0)
-    prompt = t.rows[0].prompt_ids
-    resp = [[rng.randrange(1000, 5000) for _ in range(rng.randint(3, 12))] for _ in range(8)]
-    scores = torch.tensor([float(i % 3 == 0) for i in range(8)])
-    groups = torch.tensor([i // 4 for i in range(8)])
-    return Rollout([prompt] * 8, resp, groups, [0] * 8, ["stop"] * 8, scores, [False] * 8)
-
-
-def _update(t, ro):
-    ref = t._logprobs(t.ref_model, ro, False)[0] if t.ref_model is not None else None
-    return t.update(1, ro, algos.grpo_advantages(ro.scores, ro.group_ids), ref, None)
-
-
 @pytest.mark.slow  # bf16 matmuls on a CPU are slow
-def test_bf16_params_update_matches_autocast(tiny_model_dir, pi1_file, tmp_path):
+def test_bf16_params_update_matches_autocast(tiny_model_dir, pi1_file, tmp_path, fixed_rollout, one_update):
     a = _trainer(tiny_model_dir, pi1_file, tmp_path / "a", "autocast")
     b = _trainer(tiny_model_dir, pi1_file, tmp_path / "b", "bf16-params")
     assert a.master is None and b.master is not None
     assert all(p.dtype == torch.float32 for p in a.model.parameters())
     assert all(p.dtype == torch.bfloat16 for p in b.model.parameters())
     w0 = {k: v.detach().float().clone() for k, v in a.model.state_dict().items()}
-    ro = _batch(a)
-    sa, sb = _update(a, ro), _update(b, ro)
+    ro = fixed_rollout(a)
+    sa, sb = one_update(a, ro), one_update(b, ro)
     assert sa["optimizer_steps"] == sb["optimizer_steps"] == 1
     assert sb["grad_norm"] == pytest.approx(sa["grad_norm"], rel=0.05)
     ea, eb = a._export_state_dict(), b._export_state_dict()
@@ -95,9 +78,9 @@ def test_bf16_params_update_matches_autocast(tiny_model_dir, pi1_file, tmp_path)
 
 
 @pytest.mark.slow
-def test_bf16_params_checkpoint_and_resume(tiny_model_dir, pi1_file, tmp_path):
+def test_bf16_params_checkpoint_and_resume(tiny_model_dir, pi1_file, tmp_path, fixed_rollout, one_update):
     t = _trainer(tiny_model_dir, pi1_file, tmp_path / "run", "bf16-params")
-    _update(t, _batch(t))
+    one_update(t, fixed_rollout(t))
     t.save_checkpoint(1)
     t.save_state(1, 0)
     from safetensors.torch import load_file

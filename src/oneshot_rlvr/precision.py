@@ -21,7 +21,6 @@ class MasterWeights:
         """Take fp32 masters from `model`'s current (fp32) parameters, then cast the module to `dtype`."""
         self.model = model
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = [n for n, _ in named]
         self.master = [torch.nn.Parameter(p.detach().to(torch.float32).clone()) for _, p in named]
         model.to(dtype)
         # after .to() the module's Parameter objects are the same objects with new data
@@ -44,12 +43,6 @@ class MasterWeights:
                 m.grad = p.grad.to(torch.float32)
             else:
                 m.grad.add_(p.grad)
-            p.grad = None
-
-    def zero_grad(self) -> None:
-        for m in self.master:
-            m.grad = None
-        for p in self.params:
             p.grad = None
 
     @torch.no_grad()

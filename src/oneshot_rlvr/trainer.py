@@ -322,6 +322,11 @@ class GRPOTrainer:
         """The parameters the optimizer steps: the fp32 masters under bf16-params, else the module's own."""
         return self.master.parameters() if self.master is not None else list(self.model.parameters())
 
+    def _weights(self):
+        """Who holds the fp32 weights that states and checkpoints store: the masters, else the module
+        (both have state_dict / load_state_dict)."""
+        return self.master if self.master is not None else self.model
+
     def _default_reward(self):
         from oneshot_rlvr.rewards import RewardFunction
 
@@ -547,9 +552,7 @@ class GRPOTrainer:
 
     def _export_state_dict(self) -> dict:
         """The weights an HF checkpoint stores: the fp32 master weights (gathered beforehand under ZeRO)."""
-        if self._export is not None:
-            return self._export
-        return self.master.state_dict() if self.master is not None else self.model.state_dict()
+        return self._export if self._export is not None else self._weights().state_dict()
 
     def _gather_export(self) -> None:
         """Under DeepSpeed the fp32 master weights live in the ZeRO optimizer's partitions: gather them on
@@ -621,10 +624,7 @@ class GRPOTrainer:
             if load_path is None:
                 raise TrainingError(f"{path}: DeepSpeed could not load its checkpoint files")
         else:
-            if self.master is not None:
-                self.master.load_state_dict(blob["model"])
-            else:
-                self.model.load_state_dict(blob["model"])
+            self._weights().load_state_dict(blob["model"])
             self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         torch.set_rng_state(blob["rng"]["torch"])
