@@ -10,13 +10,15 @@
 #   step     whole GRPO steps at TRL's anchor shape (32 prompts x 8, 256 forced tokens), hf engine
 #            (static cache + CUDA graphs), with the naive transformers baseline in the same process
 #   trl      TRL GRPOTrainer on the same shape, model and card (bench/trl_grpo_step.py)
-#   update   log-prob + update at the paper's response length (3072) by micro-batch variants: MFU, peak memory,
-#            and a torch.profiler breakdown of one update (ckpt, 24k budget) by kernel class
-#   update_bf16p  the same with precision: bf16-params (bf16 module, fp32 masters in the optimizer)
+#   update   log-prob + update at the paper's response length (3072), precision autocast: the fused log-prob
+#            head against the plain-autograd one (refhead-) in the same process
+#   update_bf16p  precision bf16-params (bf16 module, fp32 masters in the optimizer) by micro-batch variants:
+#            MFU, peak memory, and a torch.profiler breakdown of one update by kernel class
 #   rollout  our decoder at 256 x 1024 tokens, and the KV memory of a 256 x 3072 rollout
 #   compile  the update with torch.compile'd layers + head (the trainer's torch_compile key)
 #   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
-# PHASES="build step update trl" runs only those (a second call with little device time left).
+# PHASES="build step update trl" runs only those (a second call with little device time left); UPDATE_VARIANTS,
+# BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP and ROLLOUT_ARGS override what those phases run.
 set -u
 PHASES=" ${PHASES:-build update update_bf16p step trl rollout compile zero} "
 OUT=${OUT:-/tmp/gpu_out}
@@ -40,10 +42,10 @@ python3 -c "import trl, deepspeed, math_verify; print('trl', trl.__version__, 'd
 
 M=/tmp/qwen15b-random
 # SMOKE=1: the same phases at a toy shape, to check the script on a CPU before spending device time
-P=32; N=8; R=256; RL=1024; UL=3072; UP=8; SL=3072; B=""
+P=32; N=8; R=256; RL=1024; UL=3072; UP=8; SL=3072; B=""; STEP_ARGS=${STEP_ARGS:-}
 if [ "${SMOKE:-0}" = 1 ]; then
     P=2; N=4; R=8; RL=8; UL=16; UP=2; SL=32; M=/tmp/smoke-model
-    B="--layers 2 --hidden 256 --heads 4 --kv-heads 2 --intermediate 512 --static-cache on"
+    B="--layers 2 --hidden 256 --heads 4 --kv-heads 2 --intermediate 512 --static-cache on --dtype float32"
 fi
 run() {  # run NAME CAP_SECONDS CMD...: time-boxed, output appended to the log
     local name=$1 cap=$2; shift 2
@@ -54,16 +56,16 @@ run() {  # run NAME CAP_SECONDS CMD...: time-boxed, output appended to the log
 }
 run build 90 python3 bench/grpo_step.py $B --build-only "$M"
 run update 130 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
-    --variants nockpt:8192,nockpt:16384,ckpt:24000 --profile $UP --out "$OUT/update.json"
-run update_bf16p 100 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
-    --response-len $UL --precision bf16-params --variants nockpt:8192,ckpt:24000 --profile $UP \
-    --out "$OUT/update_bf16_params.json"
-run step 170 python3 bench/grpo_step.py $B --model-dir "$M" --mode step --engine hf --prompts $P --n $N \
-    --response-len $R --steps 3 --out "$OUT/step.json"
+    --variants ${UPDATE_VARIANTS:-refhead-ckpt:24000,ckpt:24000} --out "$OUT/update.json"
+run update_bf16p 150 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
+    --response-len $UL --precision bf16-params --variants ${BF16P_VARIANTS:-ckpt:24000,nockpt:8192,nockpt:16384,ckpt:49152} \
+    --profile $UP --out "$OUT/update_bf16_params.json"
+run step ${STEP_CAP:-170} python3 bench/grpo_step.py $B --model-dir "$M" --mode step --engine hf --prompts $P --n $N \
+    --response-len $R --steps ${STEP_STEPS:-3} --precision ${STEP_PRECISION:-bf16-params} $STEP_ARGS --out "$OUT/step.json"
 run trl 150 python3 bench/trl_grpo_step.py --model "$M" --prompts $P --n $N --response-len $R --steps 3 \
     --out "$OUT/trl.json"
 run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --engine hf --prompts $P --n $N \
-    --response-len $RL --steps 2 --state-len $SL --out "$OUT/rollout.json"
+    --response-len $RL --steps 2 --state-len $SL --profile 16 ${ROLLOUT_ARGS:-} --out "$OUT/rollout.json"
 run compile 110 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
     --variants compile-nockpt:8192,compile-ckpt:24000 --out "$OUT/update_compile.json"
 run zero 60 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --deepspeed --prompts 2 --n 8 \

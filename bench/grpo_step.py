@@ -54,6 +54,9 @@ if not torch.cuda.is_available():
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+from oneshot_rlvr.trainer import _head_fn as _HEAD_FN  # noqa: E402  (restored after a refhead- variant)
+
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
 
 
@@ -233,6 +236,24 @@ def _kernel_class(name: str) -> str:
 
 def profile_update(tr, ro, adv, ref_lp, device: str) -> dict:
     """GPU time of one update by kernel class (torch.profiler), plus the 15 costliest kernels."""
+    return profile_gpu(lambda: tr.update(2, ro, adv, ref_lp, None), device)
+
+
+def profile_decode(dec, prompts: list, n: int, steps: int, temperature: float, eos: list, device: str) -> dict:
+    """GPU time of `steps` decode steps of the static decoder run eagerly (no CUDA graph), by kernel class:
+    how much of a graph-replayed step is kernel time at all, and which kernels."""
+    flat = [p for p in prompts for _ in range(n)]
+    graphs, dec.use_graphs = dec.use_graphs, False
+    try:
+        dec.generate(flat, 2, temperature, eos, min_tokens=2)  # warm-up: kernels chosen
+        res = profile_gpu(lambda: dec.generate(flat, steps, temperature, eos, min_tokens=steps), device)
+    finally:
+        dec.use_graphs = graphs
+    return res | {"decode_steps": steps, "batch": len(flat)}
+
+
+def profile_gpu(fn, device: str) -> dict:
+    """Run `fn` under torch.profiler: device time by kernel class, plus the 15 costliest kernels."""
     from torch.profiler import ProfilerActivity, profile
 
     gpu = device.startswith("cuda")
@@ -240,7 +261,7 @@ def profile_update(tr, ro, adv, ref_lp, device: str) -> dict:
     _sync(device)
     t = time.perf_counter()
     with profile(activities=acts) as prof:
-        tr.update(2, ro, adv, ref_lp, None)
+        fn()
         _sync(device)
     wall = time.perf_counter() - t
     by_class: dict[str, float] = {}
@@ -315,18 +336,25 @@ def main(argv=None) -> dict:
                          "master weights in the optimizer")
     ap.add_argument("--static-cache", choices=["auto", "on", "off"], default="auto",
                     help="hf engine: the static-cache decoder (auto = on CUDA); on = also on CPU (eager)")
+    ap.add_argument("--hf-compile", action="store_true",
+                    help="hf engine: torch.compile the static decoder's layer for decode steps (the hf_compile key)")
+    ap.add_argument("--torch-compile", action="store_true",
+                    help="step mode: the trainer's torch_compile key (compiled policy + reference layers and head)")
     ap.add_argument("--micro-batch-tokens", type=int, default=24000)
     ap.add_argument("--gradient-checkpointing", choices=["on", "off"], default="on")
     ap.add_argument("--variants", default="ckpt:24000,nockpt:8192",
-                    help="update mode: comma list of [compile-]ckpt|nockpt:<micro_batch_tokens> (compile-: "
-                         "torch.compile'd layers + head, the trainer's torch_compile key; list those last)")
+                    help="update mode: comma list of [refhead-][compile-]ckpt|nockpt:<micro_batch_tokens> "
+                         "(refhead-: the log-prob head as plain autograd ops under checkpoint instead of the fused "
+                         "node; compile-: torch.compile'd layers + head, the trainer's torch_compile key; list "
+                         "those last)")
     ap.add_argument("--state-len", type=int, default=0,
                     help="rollout mode: also allocate the decoder's KV cache for this response length and "
                          "report its memory (the paper's 3072 without generating 3072 tokens)")
     ap.add_argument("--profile", type=int, default=0, metavar="SEQS",
                     help="update mode: after the variants, profile one update of the first SEQS sequences (last "
                          "variant's settings) and report GPU time by kernel class (matmul, attention, softmax/"
-                         "log-prob head, elementwise, optimizer, copies): where the MFU goes")
+                         "log-prob head, elementwise, optimizer, copies): where the MFU goes; rollout mode: profile "
+                         "SEQS decode steps of the static decoder run eagerly (kernel time vs a graph-replayed step)")
     ap.add_argument("--naive", action="store_true", help="rollout mode: time plain transformers generate too")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.35)
     ap.add_argument("--steps", type=int, default=2, help="timed steps; the first includes warm-up/graph capture")
@@ -363,6 +391,7 @@ def main(argv=None) -> dict:
     cfg = RunConfig(model=str(model_dir), train_file=str(pi1), train_batch_size=min(args.prompts, 128), n=args.n,
                     max_response_length=L, engine=engine, dtype=args.dtype, precision=args.precision, micro_batch_tokens=args.micro_batch_tokens,
                     gradient_checkpointing=args.gradient_checkpointing == "on", hf_static_cache=args.static_cache,
+                    hf_compile=args.hf_compile, torch_compile=args.torch_compile,
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
                     max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed).validate()
     t = time.perf_counter()
@@ -427,6 +456,14 @@ def main(argv=None) -> dict:
         warm = max(1, min(len(ro.response_ids), args.micro_batch_tokens // (seq_shapes[0][0] + L)))
         for spec in args.variants.split(","):
             kind, budget = spec.split(":")
+            # refhead-: the log-prob head as plain autograd ops under checkpoint (before the fused node)
+            import oneshot_rlvr.trainer as trainer_mod
+            from oneshot_rlvr.head import reference_logp_entropy
+
+            trainer_mod._head_fn = _HEAD_FN
+            if kind.startswith("refhead-"):
+                trainer_mod._head_fn = lambda model: reference_logp_entropy
+                kind = kind[len("refhead-"):]
             if kind.startswith("compile-"):  # compiled from here on: list compile variants last
                 from oneshot_rlvr.trainer import compile_model
 
@@ -455,6 +492,10 @@ def main(argv=None) -> dict:
                 tr.optimizer.zero_grad(set_to_none=True)
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
+            print(f"variant update[{spec}]: " + json.dumps(res[f"update[{spec}]"]), flush=True)  # kept if killed
+        import oneshot_rlvr.trainer as trainer_mod
+
+        trainer_mod._head_fn = _HEAD_FN
         if args.profile:
             k = min(args.profile, len(ro.response_ids))
             res["profile"] = profile_update(tr, _head(ro, k, Rollout), adv[:k], ref_lp[:k] if ref_lp else None,
@@ -484,6 +525,9 @@ def main(argv=None) -> dict:
             _sync(device)
             res["naive"] = record(time.perf_counter() - t, made, forward_flops(mcfg, seq_shapes))
             res["speedup_vs_naive"] = res["naive"]["seconds"] / res["steps"][-1]["seconds"]
+        if args.profile and engine == "hf" and getattr(tr.engine, "_decoder", None) is not None:
+            res["profile_eager_decode"] = profile_decode(tr.engine._decoder, prompt_ids, args.n, args.profile,
+                                                         cfg.temperature, list(tr.engine.eos_ids), device)
         if args.state_len and engine == "hf" and getattr(tr.engine, "_decoder", None) is not None:
             # the KV cache + buffers a paper-length rollout of this batch would hold (allocated, not filled)
             dec = tr.engine._decoder
@@ -605,7 +649,10 @@ def _step_mode(args, tr, cfg, engine, device, rows, prompt_ids, record, Sampling
             res["speedup_vs_baseline"] = {k: base[k]["seconds"] / res[k]["seconds"] for k in ("rollout", "logprob",
                                                                                               "update")}
         steps.append(res)
-    return {"steps": steps}
+        print(f"step {step}: " + json.dumps({k: round(v["seconds"], 3) for k, v in res.items()
+                                            if isinstance(v, dict) and "seconds" in v}), flush=True)
+    dec = getattr(tr.engine, "_decoder", None)
+    return {"steps": steps, "hf_compile_active": dec is not None and dec._layer_compiled is not None}
 
 
 def _print_summary(report: dict, args, out: Path) -> None:
@@ -626,7 +673,8 @@ def _print_summary(report: dict, args, out: Path) -> None:
             tps = f"{v['tokens_per_s']:.0f}" if v.get("tokens_per_s") else "-"
             b_s = b["seconds"] if b else float("nan")
             print(f"{k:9s} {v['seconds']:9.3f} {tps:>10s} {mfu:>7s} {mfu_m:>7s} {b_s:9.3f} {b_s / v['seconds']:10.2f}")
-        print(f"step {last['step_seconds']:.3f} s  (steps: {[round(s['step_seconds'], 3) for s in report['steps']]})")
+        print(f"step {last['step_seconds']:.3f} s  (steps: {[round(s['step_seconds'], 3) for s in report['steps']]})"
+              f"  hf_compile active: {report.get('hf_compile_active')}")
     else:
         for k, v in report["phases"].items():
             print(f"{k}: {json.dumps(v)}")

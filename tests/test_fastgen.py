@@ -123,3 +123,24 @@ def test_engine_uses_the_decoder_and_falls_back(model_tok, prompts):
     off = HFEngine(model, tok, static_cache="on")
     res = off.generate(prompts[:1], SamplingConfig(n=1, temperature=0.6, top_p=0.9, max_tokens=4, seed=0))
     assert off._decoder is None and len(res[0][0].token_ids) > 0
+
+
+@pytest.mark.slow
+def test_compiled_layer_decodes_what_the_eager_one_does(model_tok, prompts):
+    """hf_compile: decode steps through the torch.compile'd layer (inductor's CPU backend here) give the same
+    greedy tokens and the same sampled draws, and their log-probs still equal the trainer's."""
+    model, _ = model_tok
+    flat = [p for p in prompts for _ in range(2)]
+    compiled = fastgen.StaticDecoder(model, bucket=8, compile=True)
+    calls = []
+    inner = compiled._layer_compiled
+    compiled._layer_compiled = lambda *a: calls.append(1) or inner(*a)
+    assert compiled.generate(flat, 20, 0.0, EOS)[0] == fastgen.StaticDecoder(model, bucket=8).generate(
+        flat, 20, 0.0, EOS)[0]
+    torch.manual_seed(3)
+    toks, lps = compiled.generate(flat, 20, 0.6, EOS)
+    torch.manual_seed(3)
+    assert toks == fastgen.StaticDecoder(model, bucket=8).generate(flat, 20, 0.6, EOS)[0]
+    ref, _ = response_logprobs(model, list(zip(flat, toks)), 0.6, 1024, False)
+    assert torch.allclose(torch.tensor(list(itertools.chain(*lps))), ref, atol=1e-4)
+    assert len(calls) >= 19 * 2 * model.config.num_hidden_layers  # every decode step of both runs, every layer

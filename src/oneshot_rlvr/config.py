@@ -41,7 +41,8 @@ class RunConfig:
     max_num_seqs: int = 256
     vllm_sleep: bool = True  # CUDA only: free vLLM's GPU memory during log-probs/update (ignored on CPU)
     vllm_sleep_level: int = 1  # 1: weights offloaded to CPU RAM | 2: weights discarded (they are re-pushed anyway)
-    hf_static_cache: str = "auto"  # hf engine: static KV cache + torch.compile'd decoding; auto = on CUDA only
+    hf_static_cache: str = "auto"  # hf engine: static-KV-cache decoder (CUDA graphs on CUDA); auto = on CUDA only
+    hf_compile: bool = False  # hf engine's static decoder: torch.compile its layer for decode steps (speed only)
     # --- reward ---------------------------------------------------------------------------
     reward: str = "outcome"  # outcome | format
     grader: str = "deepscaler"  # deepscaler (paper) | math_verify (stricter)

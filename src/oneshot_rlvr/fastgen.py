@@ -20,6 +20,8 @@ On CPU the same code runs eagerly (that is what the tests compare against transf
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -61,10 +63,33 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return x * cos + rot * sin
 
 
+def _layer(x, ln1, qkv_w, qkv_b, o_w, ln2, gu_w, down_w, kc, vc, cos, sin, mask, slots, attend: int,
+           nh: int, nkv: int, hd: int, eps: float) -> torch.Tensor:
+    """One Qwen2 decoder layer on the fp32 residual stream `x` [B, T, H]; writes this layer's K/V at `slots`."""
+    B, T, _ = x.shape
+    grp = nh // nkv
+    h = _rms(x, ln1, eps)
+    qkv = F.linear(h, qkv_w, qkv_b)
+    q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+    q = _rope(q.view(B, T, nh, hd).transpose(1, 2), cos, sin)
+    k = _rope(k.view(B, T, nkv, hd).transpose(1, 2), cos, sin)
+    v = v.view(B, T, nkv, hd).transpose(1, 2)
+    kc.index_copy_(2, slots, k)
+    vc.index_copy_(2, slots, v)
+    # GQA without expanding K/V: the g query heads of one KV head become g*T query rows
+    qg = q.reshape(B, nkv, grp * T, hd)
+    o = F.scaled_dot_product_attention(qg, kc[:, :, :attend], vc[:, :, :attend], attn_mask=mask)
+    o = o.reshape(B, nh, T, hd)
+    x = x + F.linear(o.transpose(1, 2).reshape(B, T, nh * hd), o_w).float()
+    h = _rms(x, ln2, eps)
+    gate, up = F.linear(h, gu_w).chunk(2, dim=-1)
+    return x + F.linear(F.silu(gate) * up, down_w).float()
+
+
 class StaticDecoder:
     """Batch decoding with a preallocated KV cache [layers, B, kv_heads, S, head_dim]."""
 
-    def __init__(self, model, dtype: torch.dtype | None = None, bucket: int = BUCKET):
+    def __init__(self, model, dtype: torch.dtype | None = None, bucket: int = BUCKET, compile: bool = False):
         cfg = model.config
         self.bucket = bucket
         if getattr(cfg, "model_type", None) not in SUPPORTED:
@@ -80,6 +105,10 @@ class StaticDecoder:
         self._state: dict | None = None  # static buffers of the current (batch, slots) shape
         self._graphs: dict = {}
         self._pool = None
+        # torch.compile of ONE layer, reused by all of them (same code, weights as inputs): fuses the ~40
+        # small kernels a decode step launches per layer (norms, rotary, casts, residual adds) — at batch 256
+        # those, not the matmuls, are most of a step. Compiled once per attention bucket, then dynamic.
+        self._layer_compiled = torch.compile(_layer) if compile else None
         self.refresh(model)
 
     # -- weights ------------------------------------------------------------------------------
@@ -153,7 +182,7 @@ class StaticDecoder:
     # -- the model ------------------------------------------------------------------------------
     def _forward(self, s: dict, tokens: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, attend: int):
         """Logits [B, V] (fp32) of the last position of `tokens` [B, T]; writes K/V at `slots` [T]."""
-        W, dt = self._weights, self.dtype
+        W = self._weights
         B, T = tokens.shape
         nh, nkv, hd = self.nh, self.nkv, self.hd
         x = F.embedding(tokens, W["embed"]).float()  # residual stream in fp32
@@ -167,24 +196,28 @@ class StaticDecoder:
         grp = nh // nkv  # query heads per KV head (transformers' repeat_kv: KV head i serves heads i*g .. i*g+g-1)
         if T > 1:
             mask = mask.repeat(1, 1, grp, 1)  # rows ordered (head in group, position), as qg below
-        for i in range(self.n_layers):
-            h = _rms(x, W[f"{i}.ln1"], self.eps)
-            qkv = F.linear(h, W[f"{i}.qkv_w"], W[f"{i}.qkv_b"])
-            q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
-            q = _rope(q.view(B, T, nh, hd).transpose(1, 2), cos, sin)
-            k = _rope(k.view(B, T, nkv, hd).transpose(1, 2), cos, sin)
-            v = v.view(B, T, nkv, hd).transpose(1, 2)
-            kc, vc = s["k"][i], s["v"][i]
-            kc.index_copy_(2, slots, k)
-            vc.index_copy_(2, slots, v)
-            # GQA without expanding K/V: the g query heads of one KV head become g*T query rows
-            qg = q.reshape(B, nkv, grp * T, hd)
-            o = F.scaled_dot_product_attention(qg, kc[:, :, :attend], vc[:, :, :attend], attn_mask=mask)
-            o = o.reshape(B, nh, T, hd)
-            x = x + F.linear(o.transpose(1, 2).reshape(B, T, nh * hd), W[f"{i}.o_w"]).float()
-            h = _rms(x, W[f"{i}.ln2"], self.eps)
-            gate, up = F.linear(h, W[f"{i}.gu_w"]).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, W[f"{i}.down_w"]).float()
+        # one-token decode steps run the compiled layer when asked (the prefill's shapes vary: eager)
+        layer = self._layer_compiled if T == 1 and self._layer_compiled is not None else _layer
+
+        def layers(layer, x):
+            for i in range(self.n_layers):
+                x = layer(x, W[f"{i}.ln1"], W[f"{i}.qkv_w"], W[f"{i}.qkv_b"], W[f"{i}.o_w"], W[f"{i}.ln2"],
+                          W[f"{i}.gu_w"], W[f"{i}.down_w"], s["k"][i], s["v"][i], cos, sin, mask, slots, attend,
+                          nh, nkv, hd, self.eps)
+            return x
+
+        if layer is _layer:
+            x = layers(_layer, x)
+        else:
+            try:
+                x = layers(layer, x)
+            except Exception as exc:  # no compiler toolchain, an inductor bug...: decode eagerly, say so once
+                if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+                    raise
+                warnings.warn(f"hf_compile: torch.compile of the decoder layer failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); decoding eagerly")
+                self._layer_compiled = None
+                x = layers(_layer, x)  # rewrites the same K/V slots
         h = _rms(x[:, -1], W["norm"], self.eps)
         return F.linear(h, W.get("head", W["embed"])).float()
 

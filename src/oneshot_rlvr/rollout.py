@@ -72,8 +72,9 @@ class HFEngine:
     name = "hf"
 
     def __init__(self, model, tokenizer, eos_token_ids: list[int] | None = None, batch_size: int = 256,
-                 static_cache: str = "auto"):
+                 static_cache: str = "auto", compile: bool = False):
         self.model, self.tokenizer = model, tokenizer
+        self.compile = compile
         eos = eos_token_ids if eos_token_ids is not None else _model_eos_ids(model, tokenizer)
         self.eos_ids = list(dict.fromkeys(eos))
         self.batch_size = batch_size
@@ -107,7 +108,7 @@ class HFEngine:
         fast = self._use_static_cache(device) and fastgen.supports(model, sampling)
         if fast:
             if self._decoder is None:
-                self._decoder = fastgen.StaticDecoder(model)
+                self._decoder = fastgen.StaticDecoder(model, compile=self.compile)
             else:
                 self._decoder.refresh(model)  # the policy changed since the last rollout
         try:
@@ -309,7 +310,7 @@ class VLLMEngine:
 
 def make_engine(kind: str, model_path: str, *, model=None, tokenizer=None, dtype: str = "float32", seed: int = 0,
                 max_model_len: int = 4096, gpu_memory_utilization: float = 0.7, max_num_seqs: int = 256,
-                static_cache: str = "auto", sleep: bool = True, sleep_level: int = 1):
+                static_cache: str = "auto", sleep: bool = True, sleep_level: int = 1, compile: bool = False):
     """Build a rollout engine. `hf` needs the torch `model` (and tokenizer) or loads them from `model_path`."""
     if kind == "hf":
         if model is None or tokenizer is None:
@@ -318,7 +319,7 @@ def make_engine(kind: str, model_path: str, *, model=None, tokenizer=None, dtype
             device = resolve_device("auto")
             tokenizer = tokenizer or load_tokenizer(model_path)
             model = model or load_model(model_path, resolve_dtype(dtype, device), device)
-        return HFEngine(model, tokenizer, static_cache=static_cache)
+        return HFEngine(model, tokenizer, static_cache=static_cache, compile=compile)
     if kind == "vllm":
         return VLLMEngine(model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                           gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,

@@ -37,6 +37,7 @@ from oneshot_rlvr import algos
 from oneshot_rlvr.config import RunConfig
 from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
 from oneshot_rlvr.errors import DataError, RlvrError, TrainingError
+from oneshot_rlvr.head import fused_logp_entropy, reference_logp_entropy
 from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype
 from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
 
@@ -44,32 +45,17 @@ from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
 # log-probs and entropy of response tokens, chunked over rows of the vocabulary projection
 
 
-def _chunk_logp_entropy(hidden: torch.Tensor, weight, bias, targets: torch.Tensor,
-                        temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    # `weight` is a tensor, or the head module itself under ZeRO-3 (its partitioned weight is only
-    # gathered inside the module's own forward)
-    logits = weight(hidden) if isinstance(weight, torch.nn.Module) else F.linear(hidden, weight, bias)
-    logits = logits.float() / temperature
-    logz = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    if with_entropy:
-        p = torch.exp(logits - logz.unsqueeze(-1))
-        ent = logz - (p * logits).sum(-1)
-    else:
-        ent = torch.zeros_like(logp)
-    return logp, ent
-
-
 _COMPILED_HEAD = None
 
 
 def _head_fn(model):
-    """The log-prob/entropy chunk function: compiled (fused softmax passes) for a compiled model."""
+    """The log-prob/entropy chunk function: the fused autograd node, or for a compiled model the plain
+    reference compiled by torch.compile (which fuses its passes itself)."""
     global _COMPILED_HEAD
     if not getattr(model, "_rlvr_compiled", False):
-        return _chunk_logp_entropy
+        return fused_logp_entropy
     if _COMPILED_HEAD is None:
-        _COMPILED_HEAD = torch.compile(_chunk_logp_entropy, dynamic=True)
+        _COMPILED_HEAD = torch.compile(reference_logp_entropy, dynamic=True)
     return _COMPILED_HEAD
 
 
@@ -116,16 +102,18 @@ def response_logprobs(model, seqs: list[tuple[list[int], list[int]]], temperatur
     zero3 = getattr(model, "_rlvr_zero3", False)
     for s in range(0, sel.shape[0], chunk_rows):
         h, t = sel[s:s + chunk_rows], tgt[s:s + chunk_rows]
-        if zero3:
-            w = head
+        fn = head_fn
+        if zero3:  # the partitioned weight is only gathered inside the module's forward
+            fn, w = reference_logp_entropy, head
             h = h.to(head.weight.dtype)
         else:
             w = head.weight if autocast_dtype is None else head.weight.to(autocast_dtype)
-            h = h if autocast_dtype is None else h.to(autocast_dtype)
-        if grad:  # recompute this chunk's logits in backward instead of keeping them
-            lp, en = checkpoint(head_fn, h, w, head.bias, t, temperature, with_entropy, use_reentrant=False)
-        else:
-            lp, en = head_fn(h, w, head.bias, t, temperature, with_entropy)
+            if fn is not fused_logp_entropy:  # (the fused node casts after scaling by the temperature)
+                h = h.to(w.dtype)
+        if grad and fn is not fused_logp_entropy:  # recompute this chunk's logits in backward, not keep them
+            lp, en = checkpoint(fn, h, w, head.bias, t, temperature, with_entropy, use_reentrant=False)
+        else:  # (the fused node recomputes them itself)
+            lp, en = fn(h, w, head.bias, t, temperature, with_entropy)
         logps.append(lp)
         ents.append(en)
     return torch.cat(logps), torch.cat(ents)
@@ -302,8 +290,10 @@ class GRPOTrainer:
             from oneshot_rlvr.precision import MasterWeights
 
             self.master = MasterWeights(self.model, self.dtype)  # fp32 copies first, then the module -> bf16
+        # the fused CUDA kernel: the same AdamW update in one launch instead of a few per parameter group
+        fused = self.device.startswith("cuda") and not cfg.deepspeed
         self.optimizer = torch.optim.AdamW(self._opt_params(), lr=cfg.lr, betas=tuple(cfg.betas),
-                                           eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+                                           eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=fused or None)
         warm = cfg.lr_warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
@@ -337,7 +327,7 @@ class GRPOTrainer:
         cfg = self.cfg
         if cfg.engine == "hf":
             return make_engine("hf", cfg.model, model=self.model, tokenizer=self.tokenizer,
-                               static_cache=cfg.hf_static_cache)
+                               static_cache=cfg.hf_static_cache, compile=cfg.hf_compile)
         dt = {torch.float32: "float32", torch.bfloat16: "bfloat16"}[self.dtype]
         return make_engine("vllm", cfg.model, dtype=dt, seed=cfg.seed,
                            max_model_len=cfg.max_prompt_length + cfg.max_response_length,
@@ -430,7 +420,8 @@ class GRPOTrainer:
         n_seq = len(ro.response_ids)
         mini = -(-cfg.mini_batch_prompts * cfg.n // _dist()[1])  # this rank's share
         on_policy = old_lp is None
-        totals = {"pg_loss": 0.0, "entropy": 0.0, "kl": 0.0, "pg_clipfrac": 0.0, "approx_kl": 0.0}
+        names = ("pg_loss", "entropy", "kl", "pg_clipfrac", "approx_kl")
+        totals = torch.zeros(len(names), dtype=torch.float64)
         norms, n_steps = [], 0
         for _epoch in range(cfg.ppo_epochs):
             for m0 in range(0, n_seq, mini):
@@ -441,6 +432,7 @@ class GRPOTrainer:
                 mb_seqs = _all_sum(len(idx))
                 if self.ds is None:
                     self.optimizer.zero_grad(set_to_none=True)
+                rows, ws = [], []  # per micro-batch: loss terms (on the device) and weights
                 lens = [len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx]
                 plan: list = micro_batches(lens, cfg.micro_batch_tokens)
                 if self.ds is not None:
@@ -466,15 +458,11 @@ class GRPOTrainer:
                     pg, clipfrac, akl = algos.policy_loss(lp, old, adv, mask, cfg.clip_low, cfg.clip_high, inner)
                     ent_loss = algos.agg_loss(ent, mask, inner)
                     loss = cfg.pg_coef * pg - cfg.entropy_coef * ent_loss
-                    kl_val = torch.zeros(())
+                    kl_val = torch.zeros((), device=lp.device)
                     if self.ref_model is not None:
                         ref, _ = pad_flat(torch.cat([ref_lp[i] for i in mb]).to(lp.device), rl)
                         kl_val = algos.agg_loss(algos.kl_penalty(lp, ref, cfg.kl_type), mask, inner)
                         loss = loss + cfg.kl_coef * kl_val
-                    for term, v in (("pg_loss", pg), ("entropy", ent_loss), ("kl", kl_val), ("loss", loss)):
-                        if not torch.isfinite(v):
-                            raise TrainingError(f"step {step}: non-finite {term} ({v.item()}); stopping before the "
-                                                "optimizer step, the last checkpoint is intact")
                     # weight of this micro-batch in the mini-batch mean
                     w = (sum(rl) / mb_tokens) if cfg.agg == "token-mean" else (len(mb) / mb_seqs)
                     w = 0.0 if dummy else w
@@ -489,11 +477,22 @@ class GRPOTrainer:
                             self.master.accumulate()  # fp32 accumulation over micro-batches
                     if dummy:
                         continue
-                    totals["pg_loss"] += pg.item() * w
-                    totals["entropy"] += ent_loss.item() * w
-                    totals["kl"] += float(kl_val.detach()) * w
-                    totals["pg_clipfrac"] += clipfrac.item() * w
-                    totals["approx_kl"] += akl.item() * w
+                    # stays on the device: one host sync per optimizer step, not several per micro-batch
+                    # (a sync before each backward leaves the GPU idle while the host queues its kernels)
+                    rows.append(torch.stack([pg, ent_loss, kl_val, loss, clipfrac, akl]).detach().double())
+                    ws.append(w)
+                # a non-finite loss term of any micro-batch (on any rank) stops before the optimizer step
+                vals = torch.stack(rows).cpu() if rows else torch.zeros((0, 6), dtype=torch.float64)
+                bad = ~torch.isfinite(vals[:, :4])
+                if _all_sum(float(bad.any())) > 0:
+                    if bad.any():
+                        k, j = (int(x) for x in bad.nonzero()[0])
+                        raise TrainingError(f"step {step}: non-finite {('pg_loss', 'entropy', 'kl', 'loss')[j]} "
+                                            f"({vals[k, j].item()}) in micro-batch {k}; stopping before the "
+                                            "optimizer step, the last checkpoint is intact")
+                    raise TrainingError(f"step {step}: non-finite loss on another rank; stopping before the "
+                                        "optimizer step, the last checkpoint is intact")
+                totals += (vals[:, [0, 1, 2, 4, 5]] * torch.tensor(ws, dtype=torch.float64)[:, None]).sum(0)
                 if self.ds is not None:
                     # the boundary: reduce, clip (DeepSpeed's gradient_clipping), ONE optimizer step
                     self.ds.step()
@@ -524,7 +523,7 @@ class GRPOTrainer:
                 norms.append(grad_norm.item())
                 n_steps += 1
         self.scheduler.step()
-        stats = {k: _all_sum(v) / max(n_steps, 1) for k, v in totals.items()}
+        stats = {k: _all_sum(float(v)) / max(n_steps, 1) for k, v in zip(names, totals)}
         stats.update({"grad_norm": float(np.mean(norms)), "lr": self.optimizer.param_groups[0]["lr"],
                       "optimizer_steps": n_steps})
         return stats
