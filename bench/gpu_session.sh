@@ -42,7 +42,7 @@ python3 -c "import trl, deepspeed, math_verify; print('trl', trl.__version__, 'd
 
 M=/tmp/qwen15b-random
 # SMOKE=1: the same phases at a toy shape, to check the script on a CPU before spending device time
-P=32; N=8; R=256; RL=1024; UL=3072; UP=8; SL=3072; B=""; STEP_ARGS=${STEP_ARGS:-}
+P=32; N=8; R=256; RL=1024; UL=3072; UP=8; SL=3072; B=""
 if [ "${SMOKE:-0}" = 1 ]; then
     P=2; N=4; R=8; RL=8; UL=16; UP=2; SL=32; M=/tmp/smoke-model
     B="--layers 2 --hidden 256 --heads 4 --kv-heads 2 --intermediate 512 --static-cache on --dtype float32"
@@ -61,7 +61,7 @@ run update_bf16p 150 python3 bench/grpo_step.py $B --model-dir "$M" --mode updat
     --response-len $UL --precision bf16-params --variants ${BF16P_VARIANTS:-ckpt:24000,nockpt:8192,nockpt:16384,ckpt:49152} \
     --profile $UP --out "$OUT/update_bf16_params.json"
 run step ${STEP_CAP:-170} python3 bench/grpo_step.py $B --model-dir "$M" --mode step --engine hf --prompts $P --n $N \
-    --response-len $R --steps ${STEP_STEPS:-3} --precision ${STEP_PRECISION:-bf16-params} $STEP_ARGS --out "$OUT/step.json"
+    --response-len $R --steps ${STEP_STEPS:-3} --precision ${STEP_PRECISION:-bf16-params} ${STEP_ARGS:-} --out "$OUT/step.json"
 run trl 150 python3 bench/trl_grpo_step.py --model "$M" --prompts $P --n $N --response-len $R --steps 3 \
     --out "$OUT/trl.json"
 run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --engine hf --prompts $P --n $N \

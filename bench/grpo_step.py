@@ -54,9 +54,6 @@ if not torch.cuda.is_available():
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-from oneshot_rlvr.trainer import _head_fn as _HEAD_FN  # noqa: E402  (restored after a refhead- variant)
-
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
 
 
@@ -454,13 +451,14 @@ def main(argv=None) -> dict:
         else:
             ref_lp = None
         warm = max(1, min(len(ro.response_ids), args.micro_batch_tokens // (seq_shapes[0][0] + L)))
+        import oneshot_rlvr.trainer as trainer_mod
+        from oneshot_rlvr.head import reference_logp_entropy
+
+        head_fn = trainer_mod._head_fn  # restored after a refhead- variant
         for spec in args.variants.split(","):
             kind, budget = spec.split(":")
             # refhead-: the log-prob head as plain autograd ops under checkpoint (before the fused node)
-            import oneshot_rlvr.trainer as trainer_mod
-            from oneshot_rlvr.head import reference_logp_entropy
-
-            trainer_mod._head_fn = _HEAD_FN
+            trainer_mod._head_fn = head_fn
             if kind.startswith("refhead-"):
                 trainer_mod._head_fn = lambda model: reference_logp_entropy
                 kind = kind[len("refhead-"):]
@@ -493,9 +491,7 @@ def main(argv=None) -> dict:
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
             print(f"variant update[{spec}]: " + json.dumps(res[f"update[{spec}]"]), flush=True)  # kept if killed
-        import oneshot_rlvr.trainer as trainer_mod
-
-        trainer_mod._head_fn = _HEAD_FN
+        trainer_mod._head_fn = head_fn
         if args.profile:
             k = min(args.profile, len(ro.response_ids))
             res["profile"] = profile_update(tr, _head(ro, k, Rollout), adv[:k], ref_lp[:k] if ref_lp else None,

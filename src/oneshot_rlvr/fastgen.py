@@ -206,18 +206,15 @@ class StaticDecoder:
                           nh, nkv, hd, self.eps)
             return x
 
-        if layer is _layer:
-            x = layers(_layer, x)
-        else:
-            try:
-                x = layers(layer, x)
-            except Exception as exc:  # no compiler toolchain, an inductor bug...: decode eagerly, say so once
-                if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
-                    raise
-                warnings.warn(f"hf_compile: torch.compile of the decoder layer failed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); decoding eagerly")
-                self._layer_compiled = None
-                x = layers(_layer, x)  # rewrites the same K/V slots
+        try:
+            x = layers(layer, x)
+        except Exception as exc:  # no compiler toolchain, an inductor bug...: decode eagerly, say so once
+            if layer is _layer or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()):
+                raise
+            warnings.warn(f"hf_compile: torch.compile of the decoder layer failed ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); decoding eagerly")
+            self._layer_compiled = None
+            x = layers(_layer, x)  # rewrites the same K/V slots
         h = _rms(x[:, -1], W["norm"], self.eps)
         return F.linear(h, W.get("head", W["embed"])).float()
 

@@ -420,8 +420,9 @@ class GRPOTrainer:
         n_seq = len(ro.response_ids)
         mini = -(-cfg.mini_batch_prompts * cfg.n // _dist()[1])  # this rank's share
         on_policy = old_lp is None
-        names = ("pg_loss", "entropy", "kl", "pg_clipfrac", "approx_kl")
-        totals = torch.zeros(len(names), dtype=torch.float64)
+        # per micro-batch, in this order; the first four must be finite, all but "loss" are reported
+        terms = ("pg_loss", "entropy", "kl", "loss", "pg_clipfrac", "approx_kl")
+        totals = torch.zeros(len(terms), dtype=torch.float64)
         norms, n_steps = [], 0
         for _epoch in range(cfg.ppo_epochs):
             for m0 in range(0, n_seq, mini):
@@ -487,12 +488,12 @@ class GRPOTrainer:
                 if _all_sum(float(bad.any())) > 0:
                     if bad.any():
                         k, j = (int(x) for x in bad.nonzero()[0])
-                        raise TrainingError(f"step {step}: non-finite {('pg_loss', 'entropy', 'kl', 'loss')[j]} "
+                        raise TrainingError(f"step {step}: non-finite {terms[j]} "
                                             f"({vals[k, j].item()}) in micro-batch {k}; stopping before the "
                                             "optimizer step, the last checkpoint is intact")
                     raise TrainingError(f"step {step}: non-finite loss on another rank; stopping before the "
                                         "optimizer step, the last checkpoint is intact")
-                totals += (vals[:, [0, 1, 2, 4, 5]] * torch.tensor(ws, dtype=torch.float64)[:, None]).sum(0)
+                totals += (vals * torch.tensor(ws, dtype=torch.float64)[:, None]).sum(0)
                 if self.ds is not None:
                     # the boundary: reduce, clip (DeepSpeed's gradient_clipping), ONE optimizer step
                     self.ds.step()
@@ -523,7 +524,7 @@ class GRPOTrainer:
                 norms.append(grad_norm.item())
                 n_steps += 1
         self.scheduler.step()
-        stats = {k: _all_sum(float(v)) / max(n_steps, 1) for k, v in zip(names, totals)}
+        stats = {k: _all_sum(float(v)) / max(n_steps, 1) for k, v in zip(terms, totals) if k != "loss"}
         stats.update({"grad_norm": float(np.mean(norms)), "lr": self.optimizer.param_groups[0]["lr"],
                       "optimizer_steps": n_steps})
         return stats
