@@ -16,11 +16,14 @@
 #            MFU, peak memory, and a torch.profiler breakdown of one update by kernel class
 #   rollout  our decoder at 256 x 1024 tokens, and the KV memory of a 256 x 3072 rollout
 #   compile  the update with torch.compile'd layers + head (the trainer's torch_compile key)
+#   packing  the update at the paper's length on UNEVEN responses (uniform 256..3072 tokens): packed micro-batches
+#            (sequence_packing, the default) against consecutive padded ones (pad-), eager and compiled
 #   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
 # PHASES="build step update trl" runs only those (a second call with little device time left); UPDATE_VARIANTS,
-# BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP and ROLLOUT_ARGS override what those phases run.
+# BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP, ROLLOUT_ARGS, PACKING_VARIANTS and PACKING_CAP
+# override what those phases run.
 set -u
-PHASES=" ${PHASES:-build update update_bf16p step trl rollout compile zero} "
+PHASES=" ${PHASES:-build update update_bf16p step trl rollout compile packing zero} "
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
 LOG="$OUT/session.log"
@@ -68,6 +71,10 @@ run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --e
     --response-len $RL --steps 2 --state-len $SL --profile 16 ${ROLLOUT_ARGS:-} --out "$OUT/rollout.json"
 run compile 110 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
     --variants compile-nockpt:8192,compile-ckpt:24000 --out "$OUT/update_compile.json"
+run packing ${PACKING_CAP:-200} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
+    --response-len $UL --min-response-len $((UL / 12)) --precision bf16-params \
+    --variants ${PACKING_VARIANTS:-pad-nockpt:16384,nockpt:16384,pad-compile-nockpt:16384,compile-nockpt:16384} \
+    --out "$OUT/update_packing.json"
 run zero 60 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --deepspeed --prompts 2 --n 8 \
     --response-len $RL --variants ckpt:24000 --out "$OUT/zero2.json"
 say "done"

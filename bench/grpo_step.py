@@ -326,6 +326,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--prompts", type=int, default=128)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--response-len", type=int, default=1024, help="forced response length (paper's cap: 3072)")
+    ap.add_argument("--min-response-len", type=int, default=None,
+                    help="update mode: response lengths drawn uniformly from [this, --response-len] (seeded) instead "
+                         "of all equal: what padding costs and packing saves on real, uneven responses")
+    ap.add_argument("--sequence-packing", choices=["on", "off"], default="on",
+                    help="the trainer's sequence_packing key (off: consecutive padded micro-batches)")
     ap.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto", help="auto: vllm on CUDA, hf on CPU")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--precision", choices=["autocast", "bf16-params"], default="autocast",
@@ -340,8 +345,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--micro-batch-tokens", type=int, default=24000)
     ap.add_argument("--gradient-checkpointing", choices=["on", "off"], default="on")
     ap.add_argument("--variants", default="ckpt:24000,nockpt:8192",
-                    help="update mode: comma list of [refhead-][compile-]ckpt|nockpt:<micro_batch_tokens> "
-                         "(refhead-: the log-prob head as plain autograd ops under checkpoint instead of the fused "
+                    help="update mode: comma list of [pad-][refhead-][compile-]ckpt|nockpt:<micro_batch_tokens> "
+                         "(pad-: consecutive padded micro-batches instead of packed ones (sequence_packing off); "
+                         "refhead-: the log-prob head as plain autograd ops under checkpoint instead of the fused "
                          "node; compile-: torch.compile'd layers + head, the trainer's torch_compile key; list "
                          "those last)")
     ap.add_argument("--state-len", type=int, default=0,
@@ -389,6 +395,7 @@ def main(argv=None) -> dict:
                     max_response_length=L, engine=engine, dtype=args.dtype, precision=args.precision, micro_batch_tokens=args.micro_batch_tokens,
                     gradient_checkpointing=args.gradient_checkpointing == "on", hf_static_cache=args.static_cache,
                     hf_compile=args.hf_compile, torch_compile=args.torch_compile,
+                    sequence_packing=args.sequence_packing == "on",
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
                     max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed).validate()
     t = time.perf_counter()
@@ -423,9 +430,13 @@ def main(argv=None) -> dict:
                 "mfu_vs_measured": (flops / seconds / measured) if measured and seconds > 0 else None}
 
     def synthetic_rollout():
-        """Responses of exactly L random tokens: the update's cost does not depend on the token values."""
+        """Responses of exactly L random tokens (or of lengths uniform in [--min-response-len, L]): the
+        update's cost does not depend on the token values."""
         g = torch.Generator().manual_seed(args.seed)
         resp = torch.randint(0, 150000, (len(prompt_ids) * args.n, L), generator=g).tolist()
+        if args.min_response_len is not None:
+            lens = torch.randint(args.min_response_len, L + 1, (len(resp),), generator=g).tolist()
+            resp = [r[:k] for r, k in zip(resp, lens)]
         scores = torch.tensor([float(i % 2) for i in range(len(resp))])
         groups = torch.tensor([i // args.n for i in range(len(resp))])
         ro = Rollout([prompt_ids[i // args.n] for i in range(len(resp))], resp, groups,
@@ -439,6 +450,7 @@ def main(argv=None) -> dict:
         all_tokens = sum(p + r for p, r in seq_shapes)
         fwd = forward_flops(mcfg, seq_shapes)
         report["tokens"] = all_tokens
+        report["response_len_mean"] = sum(r for _, r in seq_shapes) / len(seq_shapes)
         res: dict = {}
         if tr.ref_model is not None:
             tr._logprobs(tr.ref_model, _head(ro, 2, Rollout), False)  # warm-up
@@ -455,8 +467,18 @@ def main(argv=None) -> dict:
         from oneshot_rlvr.head import reference_logp_entropy
 
         head_fn = trainer_mod._head_fn  # restored after a refhead- variant
+        from oneshot_rlvr import packing
+
         for spec in args.variants.split(","):
             kind, budget = spec.split(":")
+            # pad-: consecutive right-padded micro-batches (count x longest tokens each) instead of packed rows
+            pad = kind.startswith("pad-")
+            kind = kind[len("pad-"):] if pad else kind
+            tr.cfg.sequence_packing = not pad
+            if pad:
+                tr.model.set_attn_implementation("sdpa")
+            else:
+                packing.enable(tr.model)
             # refhead-: the log-prob head as plain autograd ops under checkpoint (before the fused node)
             trainer_mod._head_fn = head_fn
             if kind.startswith("refhead-"):
@@ -483,8 +505,12 @@ def main(argv=None) -> dict:
                 t = time.perf_counter()
                 upd = tr.update(1, ro, adv, ref_lp, None)
                 _sync(device)
+                lens = [p + r for p, r in seq_shapes]
+                plan = tr._plan(lens)
+                computed = sum(len(mb) * max(lens[i] for i in mb) if pad else sum(lens[i] for i in mb) for mb in plan)
                 res[f"update[{spec}]"] = record(time.perf_counter() - t, all_tokens, 3 * fwd) | _mem(device) | {
-                    "optimizer_steps": upd["optimizer_steps"], "warmup_s": warm_s}
+                    "optimizer_steps": upd["optimizer_steps"], "warmup_s": warm_s, "micro_batches": len(plan),
+                    "computed_tokens": computed}
             except torch.OutOfMemoryError as exc:
                 res[f"update[{spec}]"] = {"error": f"OOM: {str(exc).splitlines()[0]}"} | _mem(device)
                 tr.optimizer.zero_grad(set_to_none=True)

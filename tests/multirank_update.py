@@ -1,10 +1,11 @@
 """Helper for test_multirank.py: one GRPO update on a fixed batch, on 1 process or under torchrun.
 
-usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS] [SKEW]
+usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS] [SKEW] [LAYOUT]
 Each rank takes its contiguous share of the prompt rows (whole groups), exactly as the trainer does.
 ZERO_STAGE (2 or 3) runs the update through DeepSpeed (`deepspeed: true`); 0 or absent = plain path.
 SKEW=1 gives prompt rows 2-3 long responses (30-60 tokens), so that with a small token budget the
-two ranks run different numbers of micro-batches.
+two ranks run different numbers of micro-batches. LAYOUT: packed (default: sequence_packing, whose micro-batch
+count is agreed over ranks) or padded (consecutive padded micro-batches, counted per rank).
 """
 
 import random
@@ -14,8 +15,7 @@ import torch
 
 from oneshot_rlvr import algos
 from oneshot_rlvr.config import from_dict
-from oneshot_rlvr.trainer import (GRPOTrainer, Rollout, _all_gather_list, _dist, _init_distributed, micro_batches,
-                                  shard_rows)
+from oneshot_rlvr.trainer import GRPOTrainer, Rollout, _all_gather_list, _dist, _init_distributed, shard_rows
 
 
 def main():
@@ -23,12 +23,17 @@ def main():
     stage = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     budget = int(sys.argv[6]) if len(sys.argv) > 6 else 24000
     skew = len(sys.argv) > 7 and sys.argv[7] == "1"
+    packed = len(sys.argv) <= 8 or sys.argv[8] == "packed"
     _init_distributed()
     rank, world = _dist()
     extra = dict(deepspeed=True, zero_stage=stage) if stage else {}
+    # adam_eps 1e-6 (paper 1e-8): Adam's first step is lr·g/(|g|+eps), which turns float-rounding differences of
+    # gradients near eps into weight differences of up to ~lr/10; 1e-6 bounds that amplification, so weights compare
+    # sharply whatever the summation order (the gradient norm is compared too)
     cfg = from_dict(dict(model=model, train_file=pi1, train_batch_size=4, n=4, engine="hf", lr=1e-3, agg=agg,
+                         adam_eps=1e-6,
                          gradient_checkpointing=False, progress=False, tensorboard=False,
-                         micro_batch_tokens=budget, **extra))
+                         micro_batch_tokens=budget, sequence_packing=packed, **extra))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
     rng = random.Random(0)
@@ -46,7 +51,7 @@ def main():
                  [124] * len(mine), ["stop"] * len(mine), scores[mine], [False] * len(mine))
     ref = t._logprobs(t.ref_model, ro, False)[0]
     # micro-batches per rank: the DeepSpeed path must cope with ranks that have different counts
-    counts = _all_gather_list([len(micro_batches([len(prompt) + len(r) for r in ro.response_ids], budget))])
+    counts = _all_gather_list([len(t._plan([len(prompt) + len(r) for r in ro.response_ids]))])
     stats = t.update(1, ro, adv_all[mine], ref, None)
     if stage:
         from oneshot_rlvr.zero import full_state_dict

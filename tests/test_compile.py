@@ -15,18 +15,28 @@ from oneshot_rlvr.trainer import GRPOTrainer
 pytestmark = pytest.mark.slow
 
 
-def _one_update(model_dir, pi1, compile_: bool, fixed_rollout, one_update):
+def _trainer(model_dir, pi1, compile_: bool, packed: bool = True):
+    # adam_eps 1e-6 (paper 1e-8) bounds Adam's amplification of rounding in gradients near eps (tests/test_zero.py)
     cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3,
-                         gradient_checkpointing=True, progress=False, tensorboard=False, micro_batch_tokens=64,
-                         torch_compile=compile_))
+                         adam_eps=1e-6, gradient_checkpointing=True, progress=False, tensorboard=False, torch_compile=compile_,
+                         sequence_packing=packed))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
+    # several sequences per micro-batch: packed rows go through the (uncompiled) per-sequence attention between
+    # the compiled parts of every layer
+    t.cfg.micro_batch_tokens = 3 * (len(t.rows[0].prompt_ids) + 12)
+    return t
+
+
+def _one_update(model_dir, pi1, compile_: bool, fixed_rollout, one_update, packed=True):
+    t = _trainer(model_dir, pi1, compile_, packed)
     assert t.ref_model is not None  # the KL term is part of what compiled and eager must agree on
     stats = one_update(t, fixed_rollout(t))
     return stats, {k: v.detach().clone() for k, v in t.model.state_dict().items()}, t.model
 
 
-def test_compiled_update_equals_eager(tiny_model_dir, pi1_file, fixed_rollout, one_update, monkeypatch):
+@pytest.mark.parametrize("packed", [True, False])
+def test_compiled_update_equals_eager(tiny_model_dir, pi1_file, fixed_rollout, one_update, monkeypatch, packed):
     from oneshot_rlvr import trainer
     from oneshot_rlvr.head import reference_logp_entropy
 
@@ -35,8 +45,8 @@ def test_compiled_update_equals_eager(tiny_model_dir, pi1_file, fixed_rollout, o
     # of two head implementations into weight differences of up to ~lr where |g| is near its eps
     with monkeypatch.context() as m:
         m.setattr(trainer, "_head_fn", lambda model: reference_logp_entropy)
-        eager_stats, eager_w, _ = _one_update(tiny_model_dir, pi1_file, False, fixed_rollout, one_update)
-    comp_stats, comp_w, model = _one_update(tiny_model_dir, pi1_file, True, fixed_rollout, one_update)
+        eager_stats, eager_w, _ = _one_update(tiny_model_dir, pi1_file, False, fixed_rollout, one_update, packed)
+    comp_stats, comp_w, model = _one_update(tiny_model_dir, pi1_file, True, fixed_rollout, one_update, packed)
     assert getattr(model, "_rlvr_compiled", False)
     assert model.get_decoder().layers[0]._compiled_call_impl is not None  # the layers really are compiled
     for k in ("pg_loss", "entropy", "kl", "grad_norm"):
@@ -44,3 +54,31 @@ def test_compiled_update_equals_eager(tiny_model_dir, pi1_file, fixed_rollout, o
     diff = max((comp_w[k] - eager_w[k]).abs().max().item() for k in eager_w)
     assert diff < 1e-5
     assert eager_stats["grad_norm"] > 0  # the step did move the weights (lr 1e-3): the comparison means something
+
+
+def test_compiled_update_does_not_recompile_per_batch(tiny_model_dir, pi1_file):
+    """Real batches change shape every step (response lengths, sequences per packed row, micro-batch count):
+    after the first update's compilations, later updates must reuse the graphs (dynamo falls back to eager for
+    a frame that recompiles past its cache limit, silently losing the speed)."""
+    import random
+
+    import torch
+    import torch._dynamo.utils as dynamo_utils
+
+    from oneshot_rlvr import algos
+    from oneshot_rlvr.trainer import Rollout
+
+    t = _trainer(tiny_model_dir, pi1_file, True)
+    prompt = t.rows[0].prompt_ids
+    graphs = []
+    for step, n_seq in enumerate([8, 4, 12, 8]):
+        rng = random.Random(step)
+        resp = [[rng.randrange(1000, 5000) for _ in range(rng.randint(1, 40))] for _ in range(n_seq)]
+        scores = torch.tensor([float(i % 3 == 0) for i in range(n_seq)])
+        groups = torch.tensor([i // 4 for i in range(n_seq)])
+        ro = Rollout([prompt] * n_seq, resp, groups, [0] * n_seq, ["stop"] * n_seq, scores, [False] * n_seq)
+        ref = t._logprobs(t.ref_model, ro, False)[0]
+        t.update(step + 1, ro, algos.grpo_advantages(scores, groups), ref, None)
+        graphs.append(dynamo_utils.counters["stats"]["unique_graphs"])
+    assert graphs[0] > 0
+    assert graphs[-1] == graphs[0], graphs

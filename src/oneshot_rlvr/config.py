@@ -72,6 +72,9 @@ class RunConfig:
     grad_clip: float = 1.0
     # --- compute --------------------------------------------------------------------------
     micro_batch_tokens: int = 24000  # token budget per micro-batch (ppo_max_token_len_per_gpu)
+    # micro-batches as verl's use_remove_padding + use_dynamic_bsz (the paper): ceil(tokens / budget) sets of whole
+    # sequences balanced by token count, each packed into one row without padding; false = consecutive padded batches
+    sequence_packing: bool = True
     logprob_chunk_tokens: int = 2048  # rows of logits materialised at once for log-prob/entropy
     gradient_checkpointing: bool = True
     torch_compile: bool = False  # torch.compile each decoder layer + the log-prob head (speed only; off = the paper)

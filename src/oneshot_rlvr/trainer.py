@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from oneshot_rlvr import algos
+from oneshot_rlvr import algos, packing
 from oneshot_rlvr.config import RunConfig
 from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
 from oneshot_rlvr.errors import DataError, RlvrError, TrainingError
@@ -74,28 +74,17 @@ def response_logprobs(model, seqs: list[tuple[list[int], list[int]]], temperatur
     Returns flat tensors over the concatenated response tokens, in order. Grad flows if enabled.
     """
     device = next(model.parameters()).device
-    lens = [len(p) + len(r) for p, r in seqs]
-    width = max(lens)
-    pad = 0
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    rows, cols, targets = [], [], []
-    for b, (p, r) in enumerate(seqs):
-        ids = list(p) + list(r)
-        input_ids[b, : len(ids)] = torch.tensor(ids)
-        attn[b, : len(ids)] = 1
-        start = len(p) - 1  # hidden state at position t predicts token t+1
-        rows += [b] * len(r)
-        cols += list(range(start, start + len(r)))
-        targets += list(r)
-    input_ids, attn = input_ids.to(device), attn.to(device)
     decoder = model.get_decoder()
     head = model.get_output_embeddings()
     ctx = torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype else _nullctx()
-    with ctx:
-        hidden = decoder(input_ids=input_ids, attention_mask=attn).last_hidden_state
-    sel = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
-    tgt = torch.tensor(targets, device=device)
+    if packing.enabled(model):  # one row, no padding, attention within each sequence
+        batch = packing.pack(seqs)
+        with ctx:
+            hidden = decoder(**packing.decoder_kwargs(model, batch)).last_hidden_state
+        sel = hidden[0, batch.rows.to(device)]
+        tgt = batch.targets.to(device)
+    else:
+        sel, tgt = _padded_hidden(decoder, seqs, device, ctx)
     logps, ents = [], []
     head_fn = _head_fn(model)
     grad = torch.is_grad_enabled()
@@ -125,6 +114,27 @@ class _nullctx:
 
     def __exit__(self, *a):
         return False
+
+
+def _padded_hidden(decoder, seqs, device, ctx):
+    """Right-padded batch (`sequence_packing: false`): the response positions' hidden states and targets."""
+    width = max(len(p) + len(r) for p, r in seqs)
+    input_ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for b, (p, r) in enumerate(seqs):
+        ids = list(p) + list(r)
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        attn[b, : len(ids)] = 1
+        start = len(p) - 1  # hidden state at position t predicts token t+1
+        rows += [b] * len(r)
+        cols += list(range(start, start + len(r)))
+        targets += list(r)
+    with ctx:
+        hidden = decoder(input_ids=input_ids.to(device), attention_mask=attn.to(device),
+                         use_cache=False).last_hidden_state
+    sel = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+    return sel, torch.tensor(targets, device=device)
 
 
 def pad_flat(flat: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,6 +283,8 @@ class GRPOTrainer:
         self.sampler = EpochSampler(len(self.rows), cfg.train_batch_size, cfg.seed, cfg.shuffle, cfg.drop_last)
         torch.manual_seed(cfg.seed)
         self.model = load_model(cfg.model, torch.float32, self.device)
+        if cfg.sequence_packing:
+            packing.enable(self.model)  # (the reference model below is a copy: packed too)
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.config.use_cache = False
@@ -398,6 +410,16 @@ class GRPOTrainer:
         }
         return ro, stats
 
+    def _plan(self, lens: list[int]) -> list[list[int]]:
+        """Micro-batches (lists of sequence indices) for sequences of `lens` tokens (prompt + response).
+
+        Packed: verl's rearrange_micro_batches — the largest ceil(tokens / budget) over ranks, balanced
+        partitions. Padded: consecutive sequences while count × longest fits the budget."""
+        if self.cfg.sequence_packing:
+            return packing.plan(lens, self.cfg.micro_batch_tokens,
+                                _all_max(packing.n_micro_batches(lens, self.cfg.micro_batch_tokens) if lens else 1))
+        return micro_batches(lens, self.cfg.micro_batch_tokens)
+
     def _logprobs(self, model, ro: Rollout, with_entropy: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """No-grad per-sequence log-probs (and entropies) of the responses, by token-budget micro-batches."""
         seqs = list(zip(ro.prompt_ids, ro.response_ids))
@@ -405,7 +427,7 @@ class GRPOTrainer:
         out_en: list[torch.Tensor] = [None] * len(seqs)  # type: ignore[list-item]
         autocast = self.autocast if model is self.model else None
         with torch.no_grad():
-            for mb in micro_batches([len(p) + len(r) for p, r in seqs], self.cfg.micro_batch_tokens):
+            for mb in self._plan([len(p) + len(r) for p, r in seqs]):
                 lp, en = response_logprobs(model, [seqs[i] for i in mb], self.cfg.temperature,
                                            self.cfg.logprob_chunk_tokens, with_entropy, autocast)
                 for i, a, b in zip(mb, torch.split(lp, [len(seqs[i][1]) for i in mb]),
@@ -435,7 +457,7 @@ class GRPOTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                 rows, ws = [], []  # per micro-batch: loss terms (on the device) and weights
                 lens = [len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx]
-                plan: list = micro_batches(lens, cfg.micro_batch_tokens)
+                plan: list = self._plan(lens)
                 if self.ds is not None:
                     # ZeRO reduces gradients inside every backward (a collective): every rank runs the same
                     # number of backward passes; a rank with fewer micro-batches adds zero-weight repeats

@@ -1,0 +1,183 @@
+"""Sequence packing (`sequence_packing: true`, oneshot_rlvr.packing): verl's balanced micro-batch
+partition, and packed rows that compute exactly what padded batches compute (fp32, tiny Qwen2)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from oneshot_rlvr import packing
+from oneshot_rlvr.config import from_dict
+from oneshot_rlvr.modeling import load_model
+from oneshot_rlvr.trainer import GRPOTrainer, micro_batches, response_logprobs
+
+
+# ------------------------------------------------------------------------------------------------
+# the partition
+
+
+def test_balanced_partition_hand_worked_example():
+    # largest differencing by hand (verl's merge order): {5}|{4} (spread 1), {3}|{3} (0), then {5}|{4,1} -> {4,1}|{5},
+    # then the two spread-0 states merge largest-with-smallest: {4,1,3a}|{5,3b}; sets listed by decreasing
+    # (sum, count), indices sorted
+    assert packing.balanced_partitions([5, 4, 3, 3, 1], 2) == [[1, 2, 4], [0, 3]]
+    assert packing.balanced_partitions([7], 1) == [[0]]
+    assert packing.balanced_partitions([2, 9, 4], 3) == [[1], [2], [0]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_balanced_partition_is_a_partition_and_balanced(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(150, 3212) for _ in range(rng.randint(20, 128))]
+    for k in (1, 2, 5, 11):
+        parts = packing.balanced_partitions(lengths, k)
+        assert len(parts) == k and all(parts)
+        assert sorted(i for p in parts for i in p) == list(range(len(lengths)))
+        assert all(p == sorted(p) for p in parts)
+        sums = [sum(lengths[i] for i in p) for p in parts]
+        assert sums == sorted(sums, reverse=True)
+        # largest differencing ends within one sequence of perfect balance (here far better)
+        assert max(sums) - min(sums) <= max(lengths)
+        # and beats cutting the batch into k consecutive runs of equal count
+        runs = [lengths[j * len(lengths) // k:(j + 1) * len(lengths) // k] for j in range(k)]
+        assert max(sums) - min(sums) <= max(map(sum, runs)) - min(map(sum, runs))
+
+
+def test_plan_counts_micro_batches_like_verl():
+    lengths = [1000] * 10 + [3000] * 2  # 16,000 tokens
+    assert len(packing.plan(lengths, 24000)) == 1
+    assert len(packing.plan(lengths, 5000)) == 4  # ceil(16000 / 5000)
+    assert len(packing.plan(lengths, 100)) == 12  # never more micro-batches than sequences
+    assert len(packing.plan(lengths, 24000, k=3)) == 3  # k agreed over ranks
+    assert packing.plan([], 24000) == []
+    with pytest.raises(ValueError, match="3 sequences into 4"):
+        packing.balanced_partitions([1, 2, 3], 4)
+
+
+def test_pack_positions_and_response_rows():
+    b = packing.pack([([11, 12, 13], [14, 15]), ([21], [22, 23, 24])])
+    assert b.input_ids.tolist() == [[11, 12, 13, 14, 15, 21, 22, 23, 24]]
+    assert b.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3]]
+    assert b.cu_seqlens.tolist() == [0, 5, 9] and b.cu_seqlens.device.type == "cpu"
+    # token 14 is predicted from position 2 (13), 22 from position 5 (21)
+    assert b.rows.tolist() == [2, 3, 5, 6, 7]
+    assert b.targets.tolist() == [14, 15, 22, 23, 24]
+
+
+# ------------------------------------------------------------------------------------------------
+# packed rows = padded batches
+
+
+def _seqs(seed, n=6):
+    rng = random.Random(seed)
+    return [([rng.randrange(100, 5000) for _ in range(rng.randint(3, 9))],
+             [rng.randrange(100, 5000) for _ in range(rng.randint(1, 30))]) for _ in range(n)]
+
+
+def _lp_and_grads(model, seqs, T=0.6):
+    model.zero_grad(set_to_none=True)
+    lp, ent = response_logprobs(model, seqs, T, 16, True)  # 16-row head chunks cross sequence boundaries
+    w = torch.linspace(-1, 1, lp.numel())
+    ((lp * w).sum() + 0.1 * ent.sum()).backward()
+    return lp.detach(), ent.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_packed_logprobs_and_gradients_equal_padded(tiny_model_dir, ckpt):
+    padded = load_model(str(tiny_model_dir), torch.float32, "cpu")
+    packed = load_model(str(tiny_model_dir), torch.float32, "cpu")
+    packing.enable(packed)
+    assert packing.enabled(packed) and not packing.enabled(padded)
+    for m in (padded, packed):
+        m.train()
+        if ckpt:  # the recompute in backward must see the same sequence boundaries
+            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    seqs = _seqs(0)
+    a_lp, a_en, a_g = _lp_and_grads(padded, seqs)
+    b_lp, b_en, b_g = _lp_and_grads(packed, seqs)
+    assert a_lp.shape == (sum(len(r) for _, r in seqs),)
+    torch.testing.assert_close(b_lp, a_lp, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b_en, a_en, rtol=1e-5, atol=1e-5)
+    for k in a_g:
+        torch.testing.assert_close(b_g[k], a_g[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
+    model = load_model(str(tiny_model_dir), torch.float32, "cpu")
+    packing.enable(model)
+    seqs = _seqs(1, n=3)
+    with torch.no_grad():
+        base = response_logprobs(model, seqs, 1.0, 64, False)[0]
+        changed = list(seqs)
+        changed[0] = ([7] * len(seqs[0][0]), [8] * len(seqs[0][1]))  # a different first sequence
+        after = response_logprobs(model, changed, 1.0, 64, False)[0]
+    n0 = len(seqs[0][1])
+    assert not torch.allclose(after[:n0], base[:n0])  # the first sequence's own log-probs did change
+    torch.testing.assert_close(after[n0:], base[n0:], rtol=0, atol=1e-6)  # the others did not
+
+
+def test_packing_leaves_generation_unchanged(tiny_model_dir):
+    from transformers import AutoTokenizer  # noqa: F401  (the model's own padded path: generate)
+
+    plain = load_model(str(tiny_model_dir), torch.float32, "cpu")
+    packed = load_model(str(tiny_model_dir), torch.float32, "cpu")
+    packing.enable(packed)
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    att = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    outs = [m.generate(input_ids=ids, attention_mask=att, max_new_tokens=6, do_sample=False, pad_token_id=0)
+            for m in (plain, packed)]
+    assert torch.equal(outs[0], outs[1])
+
+
+def _trainer(model_dir, pi1, packing_on, agg):
+    cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3,
+                         progress=False, tensorboard=False, agg=agg, sequence_packing=packing_on))
+    t = GRPOTrainer(cfg, "/tmp/unused")
+    t.setup()
+    # about 2.5 sequences of the fixed rollout per micro-batch: several micro-batches, partitions that differ
+    t.cfg.micro_batch_tokens = int(2.5 * (len(t.rows[0].prompt_ids) + 8))
+    return t
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_packed_update_equals_padded_update(tiny_model_dir, pi1_file, fixed_rollout, one_update, agg):
+    """Under a partition-independent loss the packed trainer takes the same optimizer step as the padded one,
+    though its micro-batches differ (balanced sets vs consecutive runs)."""
+    res = {}
+    for on in (False, True):
+        t = _trainer(tiny_model_dir, pi1_file, on, agg)
+        ro = fixed_rollout(t)
+        lens = [len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)]
+        budget = t.cfg.micro_batch_tokens
+        plan = t._plan(lens)
+        stats = one_update(t, ro)
+        res[on] = (plan, stats, {k: v.detach().clone() for k, v in t.model.state_dict().items()})
+    assert res[False][0] == micro_batches(lens, budget)
+    assert res[True][0] == packing.plan(lens, budget) and res[True][0] != res[False][0]
+    for k in ("pg_loss", "entropy", "kl", "grad_norm"):
+        assert res[True][1][k] == pytest.approx(res[False][1][k], rel=1e-5, abs=1e-7), k
+    assert res[False][1]["grad_norm"] > 0
+    # Adam's first step is lr·g/(|g|+eps): where |g| is near eps, summation-order rounding of g moves a weight by
+    # up to ~lr/10 (1e-4 here; tests/test_zero.py sees the same); the gradient norm above agrees to 1e-5
+    diff = max((res[True][2][k] - res[False][2][k]).abs().max().item() for k in res[False][2])
+    assert diff < 1e-4
+
+
+def test_verl02_loss_follows_the_balanced_partition(tiny_model_dir, pi1_file, fixed_rollout, one_update):
+    """verl 0.2's loss is a sequence-count-weighted mean of per-micro-batch token means, so it depends on the
+    partition: the packed trainer's equals the padded trainer's when the padded one is handed the same sets."""
+    t = _trainer(tiny_model_dir, pi1_file, True, "verl02")
+    ro = fixed_rollout(t)
+    packed = one_update(t, ro)
+    sets = t._plan([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
+    assert len(sets) > 1
+    u = _trainer(tiny_model_dir, pi1_file, False, "verl02")
+    u._plan = lambda lens: sets  # the padded path with the packed path's micro-batches
+    same = one_update(u, fixed_rollout(u))
+    v = _trainer(tiny_model_dir, pi1_file, False, "verl02")  # its own consecutive micro-batches
+    other = one_update(v, fixed_rollout(v))
+    assert packed["pg_loss"] == pytest.approx(same["pg_loss"], rel=1e-5, abs=1e-7)
+    assert packed["grad_norm"] == pytest.approx(same["grad_norm"], rel=1e-5)
+    assert packed["grad_norm"] != pytest.approx(other["grad_norm"], rel=1e-5)  # the partition does matter
