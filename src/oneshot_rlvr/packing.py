@@ -148,11 +148,12 @@ def _segment_attention(query, key, value, cu_seqlens, scaling):
     """query [1, H, N, D], key/value [1, Hkv, N, D] -> [1, N, H, D]: causal attention within each
     sequence of the packed row, one SDPA call per sequence (flash kernels on CUDA, no mask)."""
     bounds = cu_seqlens.tolist()
+    sizes = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
     gqa = query.shape[1] != key.shape[1]
-    outs = []
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        outs.append(torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], is_causal=True, scale=scaling, enable_gqa=gqa))
+    # split, not one slice per sequence: autograd then joins the pieces' gradients once (a slice's backward
+    # writes a full-size zero tensor per sequence)
+    outs = [torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa)
+            for q, k, v in zip(query.split(sizes, 2), key.split(sizes, 2), value.split(sizes, 2))]
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
     return out.transpose(1, 2).contiguous()
 
@@ -171,7 +172,8 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
 
 
 def enable(model) -> None:
-    """Register `packed_attention` (once) and make it `model`'s attention implementation."""
+    """Register `packed_attention` (once) and make it `model`'s attention implementation (the trainer
+    packs a micro-batch only when this took: `enabled(model)`)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
@@ -180,6 +182,11 @@ def enable(model) -> None:
         # padded batches (generate) build the same masks as SDPA
         AttentionMaskInterface.register(ATTN_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     model.set_attn_implementation(ATTN_NAME)
+    if not enabled(model):  # a model class outside transformers' attention interface: correct, just padded
+        import warnings
+
+        warnings.warn(f"{type(model).__name__} cannot take a custom attention function; sequence_packing falls back "
+                      "to padded micro-batches (same partition, same values, more compute)", stacklevel=2)
 
 
 def enabled(model) -> bool:
