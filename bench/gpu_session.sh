@@ -15,12 +15,14 @@
 #   update_bf16p  precision bf16-params (bf16 module, fp32 masters in the optimizer) by micro-batch variants:
 #            MFU, peak memory, and a torch.profiler breakdown of one update by kernel class
 #   rollout  our decoder at 256 x 1024 tokens, and the KV memory of a 256 x 3072 rollout
-#   compile  the update with torch.compile'd layers + head (the trainer's torch_compile key)
+#   compile  the update at the paper's length with torch.compile'd layers + head (the trainer's torch_compile key),
+#            bf16-params, padded (one compiled graph per layer) and packed (a graph break at attention)
 #   packing  the update at the paper's length on UNEVEN responses (uniform 256..3072 tokens): packed micro-batches
 #            (sequence_packing, the default) against consecutive padded ones (pad-), eager and compiled
 #   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
 # PHASES="build step update trl" runs only those (a second call with little device time left); UPDATE_VARIANTS,
-# BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP, ROLLOUT_ARGS, PACKING_VARIANTS and PACKING_CAP
+# BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP, ROLLOUT_ARGS, COMPILE_VARIANTS, COMPILE_CAP,
+# PACKING_VARIANTS and PACKING_CAP
 # override what those phases run.
 set -u
 PHASES=" ${PHASES:-build update update_bf16p step trl rollout compile packing zero} "
@@ -69,8 +71,9 @@ run trl 150 python3 bench/trl_grpo_step.py --model "$M" --prompts $P --n $N --re
     --out "$OUT/trl.json"
 run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --engine hf --prompts $P --n $N \
     --response-len $RL --steps 2 --state-len $SL --profile 16 ${ROLLOUT_ARGS:-} --out "$OUT/rollout.json"
-run compile 110 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
-    --variants compile-nockpt:8192,compile-ckpt:24000 --out "$OUT/update_compile.json"
+run compile ${COMPILE_CAP:-170} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
+    --response-len $UL --precision bf16-params --variants ${COMPILE_VARIANTS:-pad-compile-nockpt:16384,compile-nockpt:16384} \
+    --out "$OUT/update_compile.json"
 run packing ${PACKING_CAP:-200} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
     --response-len $UL --min-response-len $((UL / 12)) --precision bf16-params \
     --variants ${PACKING_VARIANTS:-pad-nockpt:16384,nockpt:16384,pad-compile-nockpt:16384,compile-nockpt:16384} \

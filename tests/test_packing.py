@@ -181,3 +181,9 @@ def test_verl02_loss_follows_the_balanced_partition(tiny_model_dir, pi1_file, fi
     assert packed["pg_loss"] == pytest.approx(same["pg_loss"], rel=1e-5, abs=1e-7)
     assert packed["grad_norm"] == pytest.approx(same["grad_norm"], rel=1e-5)
     assert packed["grad_norm"] != pytest.approx(other["grad_norm"], rel=1e-5)  # the partition does matter
+
+
+def test_packed_sliding_window_layers_are_refused():
+    q = torch.zeros(1, 2, 5, 4)
+    with pytest.raises(ValueError, match="sequence_packing: false"):
+        packing.packed_attention(None, q, q, q, None, packed_cu_seqlens=torch.tensor([0, 5]), sliding_window=4)

@@ -168,6 +168,9 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
                                       **kwargs)
     if query.shape[0] != 1 or dropout:
         raise ValueError("packed attention takes one packed row and no attention dropout")
+    if kwargs.get("sliding_window") is not None:  # (Qwen2.5-Math's layers are all full attention)
+        raise ValueError("sequence_packing does not implement sliding-window attention layers; set "
+                         "sequence_packing: false for this model")
     return _segment_attention(query, key, value, cu, scaling), None
 
 
