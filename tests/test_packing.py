@@ -119,8 +119,7 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
 
 
 def test_packing_leaves_generation_unchanged(tiny_model_dir):
-    from transformers import AutoTokenizer  # noqa: F401  (the model's own padded path: generate)
-
+    # generate runs padded batches with a KV cache: the attention function must be plain SDPA there
     plain = load_model(str(tiny_model_dir), torch.float32, "cpu")
     packed = load_model(str(tiny_model_dir), torch.float32, "cpu")
     packing.enable(packed)
