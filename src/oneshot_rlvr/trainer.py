@@ -417,7 +417,7 @@ class GRPOTrainer:
         partitions. Padded: consecutive sequences while count × longest fits the budget."""
         if self.cfg.sequence_packing:
             return packing.plan(lens, self.cfg.micro_batch_tokens,
-                                _all_max(packing.n_micro_batches(lens, self.cfg.micro_batch_tokens) if lens else 1))
+                                _all_max(packing.n_micro_batches(lens, self.cfg.micro_batch_tokens)))
         return micro_batches(lens, self.cfg.micro_batch_tokens)
 
     def _logprobs(self, model, ro: Rollout, with_entropy: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
