@@ -18,7 +18,9 @@
 #   compile  the update at the paper's length with torch.compile'd layers + head (the trainer's torch_compile key),
 #            bf16-params, padded (one compiled graph per layer) and packed (a graph break at attention)
 #   packing  the update at the paper's length on UNEVEN responses (uniform 256..3072 tokens): packed micro-batches
-#            (sequence_packing, the default) against consecutive padded ones (pad-), eager and compiled
+#            (sequence_packing, the default) against consecutive padded ones (pad-), eager and compiled, with the
+#            packed attention as one varlen flash call per row (packed_attention auto) and one SDPA call per
+#            sequence (sdpa-); the JSON has the kernel's self-check and its log-probs against sdpa's on the 1.5B model
 #   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
 # PHASES="build step update trl" runs only those (a second call with little device time left); UPDATE_VARIANTS,
 # BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP, ROLLOUT_ARGS, COMPILE_VARIANTS, COMPILE_CAP,
@@ -74,9 +76,9 @@ run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --e
 run compile ${COMPILE_CAP:-170} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
     --response-len $UL --precision bf16-params --variants ${COMPILE_VARIANTS:-pad-compile-nockpt:16384,compile-nockpt:16384} \
     --out "$OUT/update_compile.json"
-run packing ${PACKING_CAP:-200} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
+run packing ${PACKING_CAP:-240} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
     --response-len $UL --min-response-len $((UL / 12)) --precision bf16-params \
-    --variants ${PACKING_VARIANTS:-pad-nockpt:16384,nockpt:16384,pad-compile-nockpt:16384,compile-nockpt:16384} \
+    --variants ${PACKING_VARIANTS:-pad-nockpt:16384,sdpa-nockpt:16384,nockpt:16384,pad-compile-nockpt:16384,sdpa-compile-nockpt:16384,compile-nockpt:16384} \
     --out "$OUT/update_packing.json"
 run zero 60 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --deepspeed --prompts 2 --n 8 \
     --response-len $RL --variants ckpt:24000 --out "$OUT/zero2.json"

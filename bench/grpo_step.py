@@ -331,6 +331,9 @@ def main(argv=None) -> dict:
                          "of all equal: what padding costs and packing saves on real, uneven responses")
     ap.add_argument("--sequence-packing", choices=["on", "off"], default="on",
                     help="the trainer's sequence_packing key (off: consecutive padded micro-batches)")
+    ap.add_argument("--packed-attention", choices=["auto", "sdpa", "varlen"], default="auto",
+                    help="the trainer's packed_attention key: attention within a packed row as one SDPA call per "
+                         "sequence (sdpa) or one flash-attention call per row (varlen; CUDA + bf16)")
     ap.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto", help="auto: vllm on CUDA, hf on CPU")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--precision", choices=["autocast", "bf16-params"], default="autocast",
@@ -345,8 +348,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--micro-batch-tokens", type=int, default=24000)
     ap.add_argument("--gradient-checkpointing", choices=["on", "off"], default="on")
     ap.add_argument("--variants", default="ckpt:24000,nockpt:8192",
-                    help="update mode: comma list of [pad-][refhead-][compile-]ckpt|nockpt:<micro_batch_tokens> "
+                    help="update mode: comma list of [pad-|sdpa-][refhead-][compile-]ckpt|nockpt:<micro_batch_tokens> "
                          "(pad-: consecutive padded micro-batches instead of packed ones (sequence_packing off); "
+                         "sdpa-: packed, with one SDPA call per sequence whatever --packed-attention resolved to; "
                          "refhead-: the log-prob head as plain autograd ops under checkpoint instead of the fused "
                          "node; compile-: torch.compile'd layers + head, the trainer's torch_compile key; list "
                          "those last)")
@@ -395,7 +399,7 @@ def main(argv=None) -> dict:
                     max_response_length=L, engine=engine, dtype=args.dtype, precision=args.precision, micro_batch_tokens=args.micro_batch_tokens,
                     gradient_checkpointing=args.gradient_checkpointing == "on", hf_static_cache=args.static_cache,
                     hf_compile=args.hf_compile, torch_compile=args.torch_compile,
-                    sequence_packing=args.sequence_packing == "on",
+                    sequence_packing=args.sequence_packing == "on", packed_attention=args.packed_attention,
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
                     max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed).validate()
     t = time.perf_counter()
@@ -420,6 +424,9 @@ def main(argv=None) -> dict:
     except ImportError:
         pass
     report["memory_after_setup"] = _mem(device)
+    from oneshot_rlvr import packing
+
+    report["attention"] = packing.kernel(tr.model) if packing.enabled(tr.model) else "padded"
 
     measured = measured_matmul_flops(device)
     report["measured_matmul_flops"] = measured
@@ -460,6 +467,15 @@ def main(argv=None) -> dict:
             ref_lp = tr._logprobs(tr.ref_model, ro, False)[0]
             _sync(device)
             res["logprob"] = record(time.perf_counter() - t, all_tokens, fwd) | _mem(device)
+            if packing.enabled(tr.ref_model) and packing.kernel(tr.ref_model) == "varlen":
+                # the real kernel against per-sequence SDPA on this model (the trainer's self-check used random inputs)
+                sub = _head(ro, min(8, len(ro.response_ids)), Rollout)
+                a = torch.cat(tr._logprobs(tr.ref_model, sub, False)[0])
+                tr.ref_model._rlvr_packed_kernel = "sdpa"
+                b = torch.cat(tr._logprobs(tr.ref_model, sub, False)[0])
+                tr.ref_model._rlvr_packed_kernel = "varlen"
+                report["varlen_vs_sdpa_logprob"] = {"max_abs_diff": (a.float() - b.float()).abs().max().item(),
+                                                    "mean_abs_diff": (a.float() - b.float()).abs().mean().item()}
         else:
             ref_lp = None
         warm = max(1, min(len(ro.response_ids), args.micro_batch_tokens // (seq_shapes[0][0] + L)))
@@ -467,18 +483,16 @@ def main(argv=None) -> dict:
         from oneshot_rlvr.head import reference_logp_entropy
 
         head_fn = trainer_mod._head_fn  # restored after a refhead- variant
-        from oneshot_rlvr import packing
-
         for spec in args.variants.split(","):
             kind, budget = spec.split(":")
             # pad-: consecutive right-padded micro-batches (count x longest tokens each) instead of packed rows
-            pad = kind.startswith("pad-")
-            kind = kind[len("pad-"):] if pad else kind
+            pad, per_seq = kind.startswith("pad-"), kind.startswith("sdpa-")
+            kind = kind.split("-", 1)[1] if pad or per_seq else kind
             tr.cfg.sequence_packing = not pad
             if pad:
                 tr.model.set_attn_implementation("sdpa")
             else:
-                packing.enable(tr.model)
+                packing.enable(tr.model, "sdpa" if per_seq else cfg.packed_attention, tr.device, tr.dtype)
             # refhead-: the log-prob head as plain autograd ops under checkpoint (before the fused node)
             trainer_mod._head_fn = head_fn
             if kind.startswith("refhead-"):
@@ -507,10 +521,10 @@ def main(argv=None) -> dict:
                 _sync(device)
                 lens = [p + r for p, r in seq_shapes]
                 plan = tr._plan(lens)
-                computed = sum(len(mb) * max(lens[i] for i in mb) if pad else sum(lens[i] for i in mb) for mb in plan)
+                computed = packing.computed_tokens(lens, plan, padded=pad)
                 res[f"update[{spec}]"] = record(time.perf_counter() - t, all_tokens, 3 * fwd) | _mem(device) | {
                     "optimizer_steps": upd["optimizer_steps"], "warmup_s": warm_s, "micro_batches": len(plan),
-                    "computed_tokens": computed}
+                    "computed_tokens": computed, "attention": "padded" if pad else packing.kernel(tr.model)}
             except torch.OutOfMemoryError as exc:
                 res[f"update[{spec}]"] = {"error": f"OOM: {str(exc).splitlines()[0]}"} | _mem(device)
                 tr.optimizer.zero_grad(set_to_none=True)

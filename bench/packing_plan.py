@@ -29,7 +29,7 @@ def plan_tokens(lengths: list[int], budget: int) -> dict:
     padded = micro_batches(lengths, budget)
     packed = packing.plan(lengths, budget)
     real = sum(lengths)
-    pad_tokens = sum(len(mb) * max(lengths[i] for i in mb) for mb in padded)
+    pad_tokens = packing.computed_tokens(lengths, padded, padded=True)
     return {"real": real, "padded": pad_tokens, "padded_over_real": pad_tokens / real,
             "micro_batches_padded": len(padded), "micro_batches_packed": len(packed),
             "largest_packed": max(sum(lengths[i] for i in mb) for mb in packed)}

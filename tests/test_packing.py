@@ -186,3 +186,127 @@ def test_packed_sliding_window_layers_are_refused():
     q = torch.zeros(1, 2, 5, 4)
     with pytest.raises(ValueError, match="sequence_packing: false"):
         packing.packed_attention(None, q, q, q, None, packed_cu_seqlens=torch.tensor([0, 5]), sliding_window=4)
+
+
+# ------------------------------------------------------------------------------------------------
+# the varlen kernel (torch.nn.attention.varlen: CUDA + bf16 only). On CPU our adapter runs against a
+# stand-in with each torch release's signature that computes attention from its own definition.
+
+
+def _attention_by_definition(q, k, v, cu, causal, scale):
+    """[N, H, D] each (same head count) -> [N, H, D]: softmax(q k^T * scale) v within each sequence."""
+    out = torch.empty_like(q)
+    bounds = cu.tolist()
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        scores = torch.einsum("thd,shd->hts", q[s:e].float(), k[s:e].float()) * scale
+        if causal:
+            scores = scores.masked_fill(torch.ones(e - s, e - s, dtype=torch.bool).triu(1), float("-inf"))
+        out[s:e] = torch.einsum("hts,shd->thd", scores.softmax(-1), v[s:e].float()).to(q.dtype)
+    return out
+
+
+def varlen_2_9(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, return_aux=None):
+    assert query.shape[1] == key.shape[1], "2.9 has no GQA"
+    return _attention_by_definition(query, key, value, cu_seq_q, is_causal, query.shape[-1] ** -0.5)
+
+
+def varlen_2_13(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
+                window_size=(-1, -1), enable_gqa=False):
+    if query.shape[1] != key.shape[1]:
+        if not enable_gqa:
+            raise ValueError("Try setting enable_gqa=True for GQA.")
+        g = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(g, 1), value.repeat_interleave(g, 1)
+    assert cu_seq_q.dtype == torch.int32 and max_q == max_k == int((cu_seq_q[1:] - cu_seq_q[:-1]).max())
+    return _attention_by_definition(query, key, value, cu_seq_q, tuple(window_size) == (-1, 0),
+                                    scale if scale is not None else query.shape[-1] ** -0.5)
+
+
+def non_causal(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1),
+               enable_gqa=False):
+    return varlen_2_13(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale, enable_gqa=enable_gqa)
+
+
+@pytest.mark.parametrize("fn", [varlen_2_9, varlen_2_13])
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_varlen_adapter_matches_per_sequence_sdpa(monkeypatch, fn, kv_heads):
+    monkeypatch.setattr(packing, "_varlen_fn", lambda: fn)
+    g = torch.Generator().manual_seed(0)
+    cu = torch.tensor([0, 3, 20, 21, 45])
+    q = torch.randn(1, 4, 45, 8, generator=g)
+    k, v = (torch.randn(1, kv_heads, 45, 8, generator=g) for _ in range(2))
+    got = packing._varlen_attention(q, k, v, cu.to(torch.int32), 24, 8 ** -0.5)
+    want = packing._segment_attention(q, k, v, cu, 8 ** -0.5)
+    assert got.shape == want.shape == (1, 45, 4, 8)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_varlen_self_check_accepts_a_right_kernel_and_rejects_wrong_or_failing_ones(monkeypatch):
+    check = lambda: packing._self_check("cpu", torch.bfloat16, 4, 2, 16, None)  # noqa: E731
+    monkeypatch.setattr(packing, "_varlen_fn", lambda: varlen_2_13)
+    assert check() is None
+    monkeypatch.setattr(packing, "_varlen_fn", lambda: non_causal)
+    assert "disagrees with per-sequence SDPA on output" in check()
+
+    def broken(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1),
+               enable_gqa=False):
+        raise RuntimeError("FlashAttention only supports Ampere GPUs or newer.")
+
+    monkeypatch.setattr(packing, "_varlen_fn", lambda: broken)
+    assert check() == "varlen_attn failed: RuntimeError: FlashAttention only supports Ampere GPUs or newer."
+
+
+def test_packed_attention_key_resolves_per_device(tiny_model_dir, pi1_file):
+    from oneshot_rlvr.errors import ConfigError
+
+    model = load_model(str(tiny_model_dir), torch.float32, "cpu")
+    assert packing.resolve_kernel("auto", "cpu", torch.float32, model.config) == "sdpa"
+    assert packing.resolve_kernel("sdpa", "cuda", torch.bfloat16, model.config) == "sdpa"
+    with pytest.raises(ConfigError, match="'packed_attention': varlen cannot run here: .*CUDA device"):
+        packing.resolve_kernel("varlen", "cpu", torch.bfloat16, model.config)
+    with pytest.raises(ConfigError, match="'packed_attention': 'flash' is not one of"):
+        from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), packed_attention="flash"))
+    cfg = from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), train_batch_size=2, n=4, engine="hf",
+                         progress=False, tensorboard=False, packed_attention="varlen"))
+    with pytest.raises(ConfigError, match="packed_attention"):  # at setup, before anything is trained or written
+        GRPOTrainer(cfg, "/tmp/unused").setup()
+
+
+def test_varlen_kernel_through_the_model_equals_per_sequence_sdpa(tiny_model_dir, monkeypatch):
+    # the plumbing (decoder kwargs -> every layer, the device boundaries, the recompute under checkpointing)
+    # with the stand-in kernel in bf16 on CPU; the real kernel is compared on CUDA below
+    monkeypatch.setattr(packing, "_varlen_fn", lambda: varlen_2_13)
+    seg = load_model(str(tiny_model_dir), torch.bfloat16, "cpu")
+    var = load_model(str(tiny_model_dir), torch.bfloat16, "cpu")
+    for m in (seg, var):
+        packing.enable(m)
+        m.train()
+        m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    var._rlvr_packed_kernel = "varlen"  # what resolve_kernel picks on CUDA
+    calls = []
+    monkeypatch.setattr(packing, "_segment_attention", lambda *a: calls.append(1) or 1 / 0)  # must not run
+    seqs = _seqs(3)
+    b_lp, _, b_g = _lp_and_grads(var, seqs)
+    assert not calls
+    monkeypatch.undo()
+    a_lp, _, a_g = _lp_and_grads(seg, seqs)
+    torch.testing.assert_close(b_lp.float(), a_lp.float(), rtol=0, atol=2e-2)
+    for k in a_g:
+        err = (b_g[k].float() - a_g[k].float()).abs().max()
+        assert err <= 3e-2 * max(1.0, a_g[k].float().abs().max()), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the varlen kernel runs on CUDA only")
+def test_real_varlen_kernel_on_cuda(tiny_model_dir):
+    model = load_model(str(tiny_model_dir), torch.bfloat16, "cuda")
+    c = model.config
+    assert packing.varlen_problem("cuda", torch.bfloat16, c.num_attention_heads, c.num_key_value_heads,
+                                  c.hidden_size // c.num_attention_heads) is None
+    packing.enable(model, "varlen", "cuda", torch.bfloat16)
+    assert packing.kernel(model) == "varlen"
+    seqs = _seqs(4)
+    with torch.no_grad():
+        var = response_logprobs(model, seqs, 0.6, 64, False)[0]
+        model._rlvr_packed_kernel = "sdpa"
+        seg = response_logprobs(model, seqs, 0.6, 64, False)[0]
+    torch.testing.assert_close(var.float(), seg.float(), rtol=0, atol=2e-2)

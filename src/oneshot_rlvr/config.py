@@ -75,6 +75,9 @@ class RunConfig:
     # micro-batches as verl's use_remove_padding + use_dynamic_bsz (the paper): ceil(tokens / budget) sets of whole
     # sequences balanced by token count, each packed into one row without padding; false = consecutive padded batches
     sequence_packing: bool = True
+    # attention within a packed row: sdpa = one SDPA call per sequence (any device) | varlen = one flash-attention
+    # call per row (torch varlen_attn: CUDA, bf16) | auto = varlen where it runs and passes a self-check, else sdpa
+    packed_attention: str = "auto"
     logprob_chunk_tokens: int = 2048  # rows of logits materialised at once for log-prob/entropy
     gradient_checkpointing: bool = True
     torch_compile: bool = False  # torch.compile each decoder layer + the log-prob head (speed only; off = the paper)
@@ -112,6 +115,7 @@ class RunConfig:
             "zero_stage": (2, 3),
             "vllm_sleep_level": (1, 2),
             "hf_static_cache": ("auto", "on", "off"),
+            "packed_attention": ("auto", "sdpa", "varlen"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -11,9 +11,12 @@ count with the Karmarkar–Karp largest-differencing method. This module does th
 - `plan(lengths, budget)`: k and the partition for one rank (k agreed over ranks by the caller).
 - `PackedBatch` / `pack(seqs)`: input ids, per-sequence position ids (restarting at 0), the sequence
   boundaries, and where each response token's logits come from.
-- `enable(model)`: routes the model's attention through `packed_attention`, which attends within each
-  sequence when the decoder is called with `packed_cu_seqlens=` and is plain SDPA otherwise (padded
-  batches, `generate`).
+- `enable(model, kernel, device, dtype)`: routes the model's attention through `packed_attention`, which
+  attends within each sequence when the decoder is called with `packed_cu_seqlens=` and is plain SDPA
+  otherwise (padded batches, `generate`). Within a packed row it runs either one SDPA call per sequence
+  (`sdpa`: any device and dtype) or ONE variable-length flash-attention call for the whole row
+  (`varlen`: torch's `torch.nn.attention.varlen.varlen_attn`, CUDA and bf16/fp16 only; the key
+  `packed_attention`). `auto` takes `varlen` where it runs AND agrees with `sdpa` on a small self-check.
 
 Padding costs what it wastes: a padded micro-batch computes count × longest tokens, and with real
 response lengths (most far below the 3,072 cap, a few at it) that is often twice the real tokens.
@@ -22,11 +25,17 @@ response lengths (most far below the 3,072 cap, a few at it) that is often twice
 from __future__ import annotations
 
 import heapq
+import inspect
+import warnings
 from dataclasses import dataclass
 
 import torch
 
+from oneshot_rlvr.errors import ConfigError
+
 ATTN_NAME = "rlvr_packed"
+KERNELS = ("auto", "sdpa", "varlen")  # the `packed_attention` key
+_HALF = (torch.bfloat16, torch.float16)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,6 +119,13 @@ def plan(lengths: list[int], budget: int, k: int | None = None) -> list[list[int
     return balanced_partitions(lengths, k)
 
 
+def computed_tokens(lengths: list[int], micro_batches: list[list[int]], padded: bool) -> int:
+    """Tokens the decoder computes for these micro-batches: count × longest each when padded, the real
+    tokens when packed (what the benchmarks report next to the real token count)."""
+    return sum(len(mb) * max(lengths[i] for i in mb) if padded else sum(lengths[i] for i in mb)
+               for mb in micro_batches)
+
+
 # ------------------------------------------------------------------------------------------------
 # the packed row
 
@@ -158,9 +174,54 @@ def _segment_attention(query, key, value, cu_seqlens, scaling):
     return out.transpose(1, 2).contiguous()
 
 
+def _varlen_fn():
+    """torch's variable-length flash attention (torch >= 2.9), or None."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+def _call_varlen(fn, q, k, v, cu, max_len: int, scaling):
+    """q [N, H, D], k/v [N, Hkv, D] -> [N, H, D], causal within each sequence of `cu` (int32, on q's device).
+    varlen_attn's keywords changed between torch releases: causal is `is_causal=True` (2.9) or
+    `window_size=(-1, 0)` (2.10+); `scale` from 2.10; `enable_gqa` from 2.12 (before: K/V heads repeated)."""
+    params = inspect.signature(fn).parameters
+    kw = {}
+    if "window_size" in params:
+        kw["window_size"] = (-1, 0)
+    elif "is_causal" in params:
+        kw["is_causal"] = True
+    else:
+        raise RuntimeError("this torch's varlen_attn takes neither window_size nor is_causal")
+    if scaling is not None:
+        if "scale" in params:
+            kw["scale"] = scaling
+        elif abs(scaling - q.shape[-1] ** -0.5) > 1e-12:
+            raise RuntimeError("this torch's varlen_attn has no scale argument and the model's is not 1/sqrt(D)")
+    if q.shape[1] != k.shape[1]:
+        if "enable_gqa" in params:
+            kw["enable_gqa"] = True
+        else:  # query head j*g..(j+1)*g-1 reads K/V head j (transformers' repeat_kv)
+            g = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+    return fn(q, k, v, cu, cu, max_len, max_len, **kw)
+
+
+@torch.compiler.disable  # kept out of compiled layers like the per-sequence path (max_len changes per micro-batch)
+def _varlen_attention(query, key, value, cu_dev, max_len, scaling):
+    """query [1, H, N, D], key/value [1, Hkv, N, D] -> [1, N, H, D] in one flash-attention call."""
+    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # [N, H, D]
+    return _call_varlen(_varlen_fn(), q, k, v, cu_dev, max_len, scaling).unsqueeze(0)
+
+
 def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The model's attention function (transformers' AttentionInterface signature)."""
     cu = kwargs.pop("packed_cu_seqlens", None)
+    kernel = kwargs.pop("packed_kernel", "sdpa")
+    cu_dev = kwargs.pop("packed_cu_seqlens_device", None)
+    max_len = kwargs.pop("packed_max_len", None)
     if cu is None:  # a padded batch or generation: transformers' own SDPA path
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -171,12 +232,85 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
     if kwargs.get("sliding_window") is not None:  # (Qwen2.5-Math's layers are all full attention)
         raise ValueError("sequence_packing does not implement sliding-window attention layers; set "
                          "sequence_packing: false for this model")
+    # (`varlen` is only chosen for CUDA + bf16/fp16 compute; a fp32 pass, e.g. an fp32 reference model, runs sdpa)
+    if kernel == "varlen" and cu_dev is not None and query.dtype in _HALF:
+        return _varlen_attention(query, key, value, cu_dev, max_len, scaling), None
     return _segment_attention(query, key, value, cu, scaling), None
 
 
-def enable(model) -> None:
+_CHECKED: dict = {}  # (device, dtype, H, Hkv, D, scaling) -> None if varlen agrees with sdpa, else why not
+
+
+def varlen_problem(device, dtype, n_heads: int, n_kv_heads: int, head_dim: int, scaling=None) -> str | None:
+    """Why `varlen` cannot serve this model here (None: it can). Runs the kernel once on random inputs
+    of three sequences (forward and backward) against the per-sequence SDPA path; cached per shape."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"varlen_attn needs a CUDA device (this run is on {device.type})"
+    if dtype not in _HALF:
+        return f"varlen_attn needs bf16/fp16 compute (this run computes in {dtype})"
+    fn = _varlen_fn()
+    if fn is None:
+        return f"torch {torch.__version__} has no torch.nn.attention.varlen"
+    key = (str(device), dtype, n_heads, n_kv_heads, head_dim, scaling)
+    if key not in _CHECKED:
+        with torch.enable_grad():  # (the check runs a backward)
+            _CHECKED[key] = _self_check(device, dtype, n_heads, n_kv_heads, head_dim, scaling)
+    return _CHECKED[key]
+
+
+def _self_check(device, dtype, n_heads, n_kv_heads, head_dim, scaling) -> str | None:
+    g = torch.Generator(device="cpu").manual_seed(0)
+    lens = [3, 70, 129]
+    n = sum(lens)
+    cu = torch.tensor([0, 3, 73, 202], dtype=torch.int64)
+
+    def inputs():
+        return [torch.randn(1, h, n, head_dim, generator=g).to(device, dtype).requires_grad_()
+                for h in (n_heads, n_kv_heads, n_kv_heads)]
+
+    a = inputs()
+    b = [t.detach().clone().requires_grad_() for t in a]
+    grad_out = torch.randn(1, n, n_heads, head_dim, generator=g).to(device, dtype)
+    try:
+        out_v = _varlen_attention(*a, cu.to(device, torch.int32), max(lens), scaling)
+        (out_v.float() * grad_out.float()).sum().backward()
+    except Exception as exc:  # an unsupported card/build: say so, do not fail the run
+        return f"varlen_attn failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    out_s = _segment_attention(*b, cu, scaling)
+    (out_s.float() * grad_out.float()).sum().backward()
+    tol = 3e-2  # bf16 rounding of O(1) values; a wrong mask or layout is off by O(1)
+    for name, x, y in [("output", out_v, out_s)] + [(f"d{w}", p.grad, q.grad) for w, p, q in zip("qkv", a, b)]:
+        err = (x.float() - y.float()).abs().max().item()
+        if not err <= tol * max(1.0, y.float().abs().max().item()):
+            return f"varlen_attn disagrees with per-sequence SDPA on {name} (max abs diff {err:.3g})"
+    return None
+
+
+def resolve_kernel(kernel: str, device, dtype, config) -> str:
+    """The `packed_attention` key -> the kernel used: `varlen` only where it runs and agrees with `sdpa`
+    (`auto` falls back, warning on CUDA; an explicit `varlen` that cannot run is a ConfigError naming the key)."""
+    if kernel not in KERNELS:
+        raise ConfigError(f"config key 'packed_attention': {kernel!r} is not one of {list(KERNELS)}")
+    if kernel == "sdpa":
+        return "sdpa"
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    why = varlen_problem(device, dtype, heads, getattr(config, "num_key_value_heads", None) or heads, head_dim,
+                         None)
+    if why is None:
+        return "varlen"
+    if kernel == "varlen":
+        raise ConfigError(f"config key 'packed_attention': varlen cannot run here: {why} (use auto or sdpa)")
+    if torch.device(device).type == "cuda":  # on CPU per-sequence SDPA is the only choice: nothing to warn about
+        warnings.warn(f"packed_attention auto: per-sequence SDPA ({why})", stacklevel=2)
+    return "sdpa"
+
+
+def enable(model, kernel: str = "sdpa", device=None, dtype=None) -> None:
     """Register `packed_attention` (once) and make it `model`'s attention implementation (the trainer
-    packs a micro-batch only when this took: `enabled(model)`)."""
+    packs a micro-batch only when this took: `enabled(model)`); `kernel` is the `packed_attention` key,
+    resolved for `device` and the compute `dtype` (default: the model's own)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
@@ -184,10 +318,11 @@ def enable(model) -> None:
         AttentionInterface.register(ATTN_NAME, packed_attention)
         # padded batches (generate) build the same masks as SDPA
         AttentionMaskInterface.register(ATTN_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    p = next(model.parameters())
+    model._rlvr_packed_kernel = resolve_kernel(kernel, device if device is not None else p.device,
+                                               dtype if dtype is not None else p.dtype, model.config)
     model.set_attn_implementation(ATTN_NAME)
     if not enabled(model):  # a model class outside transformers' attention interface: correct, just padded
-        import warnings
-
         warnings.warn(f"{type(model).__name__} cannot take a custom attention function; sequence_packing falls back "
                       "to padded micro-batches (same partition, same values, more compute)", stacklevel=2)
 
@@ -196,14 +331,24 @@ def enabled(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) == ATTN_NAME
 
 
+def kernel(model) -> str:
+    """The packed-attention kernel `enable` chose for `model` (`sdpa` | `varlen`)."""
+    return getattr(model, "_rlvr_packed_kernel", "sdpa")
+
+
 def decoder_kwargs(model, batch: PackedBatch) -> dict:
     """Keyword arguments for `model.get_decoder()(...)` on a packed row: no mask is built (attention
     keeps to each sequence from the boundaries), positions restart per sequence, no KV cache."""
     device = next(model.parameters()).device
     types = set(getattr(model.config, "layer_types", None) or ["full_attention"])
-    return dict(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
-                attention_mask={t: None for t in types}, packed_cu_seqlens=batch.cu_seqlens, use_cache=False)
+    kw = dict(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
+              attention_mask={t: None for t in types}, packed_cu_seqlens=batch.cu_seqlens, use_cache=False)
+    if kernel(model) == "varlen":  # the boundaries on the device once per micro-batch, not once per layer
+        kw.update(packed_kernel="varlen", packed_cu_seqlens_device=batch.cu_seqlens.to(device, torch.int32),
+                  packed_max_len=int((batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).max()))
+    return kw
 
 
-__all__ = ["ATTN_NAME", "PackedBatch", "balanced_partitions", "n_micro_batches", "plan", "pack", "packed_attention",
-           "enable", "enabled", "decoder_kwargs"]
+__all__ = ["ATTN_NAME", "KERNELS", "PackedBatch", "balanced_partitions", "n_micro_batches", "plan", "computed_tokens",
+           "pack",
+           "packed_attention", "varlen_problem", "resolve_kernel", "enable", "enabled", "kernel", "decoder_kwargs"]

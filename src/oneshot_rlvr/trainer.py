@@ -284,7 +284,8 @@ class GRPOTrainer:
         torch.manual_seed(cfg.seed)
         self.model = load_model(cfg.model, torch.float32, self.device)
         if cfg.sequence_packing:
-            packing.enable(self.model)  # (the reference model below is a copy: packed too)
+            # (the reference model below is a copy: packed too, same kernel)
+            packing.enable(self.model, cfg.packed_attention, self.device, self.dtype)
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.config.use_cache = False
