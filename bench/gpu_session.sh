@@ -16,7 +16,8 @@
 #            MFU, peak memory, and a torch.profiler breakdown of one update by kernel class
 #   rollout  our decoder at 256 x 1024 tokens, and the KV memory of a 256 x 3072 rollout
 #   compile  the update at the paper's length with torch.compile'd layers + head (the trainer's torch_compile key),
-#            bf16-params, padded (one compiled graph per layer) and packed (a graph break at attention)
+#            bf16-params, padded (one compiled graph per layer) and packed (a graph break at attention), and packed
+#            at the paper's own 24,000-token budget without checkpointing (fits the H200's memory, not an 80 GB card)
 #   packing  the update at the paper's length on UNEVEN responses (uniform 256..3072 tokens): packed micro-batches
 #            (sequence_packing, the default) against consecutive padded ones (pad-), eager and compiled, with the
 #            packed attention as one varlen flash call per row (packed_attention auto) and one SDPA call per
@@ -26,7 +27,14 @@
 # BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP, ROLLOUT_ARGS, COMPILE_VARIANTS, COMPILE_CAP,
 # PACKING_VARIANTS and PACKING_CAP
 # override what those phases run.
+# PRESET=targets: issue 7's two open targets in ONE call (about 7.5 min on an H200): our fastest step and TRL's
+# in the same process lease (step >= 3x TRL), then the compiled update at the paper's length (MFU >= 0.5).
 set -u
+if [ "${PRESET:-}" = targets ]; then
+    PHASES=${PHASES:-build step trl compile}
+    STEP_CAP=${STEP_CAP:-230}
+    STEP_ARGS=${STEP_ARGS:---hf-compile --torch-compile --no-baseline --gradient-checkpointing off --micro-batch-tokens 16384 --sequence-packing off}
+fi
 PHASES=" ${PHASES:-build update update_bf16p step trl rollout compile packing zero} "
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
@@ -73,8 +81,9 @@ run trl 150 python3 bench/trl_grpo_step.py --model "$M" --prompts $P --n $N --re
     --out "$OUT/trl.json"
 run rollout 75 python3 bench/grpo_step.py $B --model-dir "$M" --mode rollout --engine hf --prompts $P --n $N \
     --response-len $RL --steps 2 --state-len $SL --profile 16 ${ROLLOUT_ARGS:-} --out "$OUT/rollout.json"
-run compile ${COMPILE_CAP:-170} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
-    --response-len $UL --precision bf16-params --variants ${COMPILE_VARIANTS:-pad-compile-nockpt:16384,compile-nockpt:16384} \
+run compile ${COMPILE_CAP:-200} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
+    --response-len $UL --precision bf16-params \
+    --variants ${COMPILE_VARIANTS:-pad-compile-nockpt:16384,compile-nockpt:16384,compile-nockpt:24000} \
     --out "$OUT/update_compile.json"
 run packing ${PACKING_CAP:-240} python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \
     --response-len $UL --min-response-len $((UL / 12)) --precision bf16-params \
