@@ -15,11 +15,11 @@ from oneshot_rlvr.trainer import GRPOTrainer
 pytestmark = pytest.mark.slow
 
 
-def _trainer(model_dir, pi1, compile_: bool, packed: bool = True, dtype: str = "auto"):
+def _trainer(model_dir, pi1, compile_: bool, packed: bool = True, dtype: str = "auto", precision: str = "autocast"):
     # adam_eps 1e-6 (paper 1e-8) bounds Adam's amplification of rounding in gradients near eps (tests/test_zero.py)
     cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3,
                          adam_eps=1e-6, gradient_checkpointing=True, progress=False, tensorboard=False, torch_compile=compile_,
-                         sequence_packing=packed, dtype=dtype, precision="bf16-params"))
+                         sequence_packing=packed, dtype=dtype, precision=precision))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
     # several sequences per micro-batch: packed rows go through the (uncompiled) per-sequence attention between
@@ -56,13 +56,14 @@ def test_compiled_update_equals_eager(tiny_model_dir, pi1_file, fixed_rollout, o
     assert eager_stats["grad_norm"] > 0  # the step did move the weights (lr 1e-3): the comparison means something
 
 
-@pytest.mark.parametrize("kernel", ["sdpa", "varlen"])
-def test_compiled_update_does_not_recompile_per_batch(tiny_model_dir, pi1_file, monkeypatch, kernel):
+@pytest.mark.parametrize("kernel,precision", [("sdpa", "autocast"), ("varlen", "autocast"), ("varlen", "bf16-params")])
+def test_compiled_update_does_not_recompile_per_batch(tiny_model_dir, pi1_file, monkeypatch, kernel, precision):
     """Real batches change shape every step (response lengths, sequences per packed row, micro-batch count):
     after the first update's compilations, later updates must reuse the graphs (dynamo falls back to eager for
     a frame that recompiles past its cache limit, silently losing the speed). `varlen` hands every layer a
     new device tensor of boundaries and a new longest length per micro-batch: those must not re-trace either
-    (CUDA-only kernel: bf16 on CPU through tests/test_packing.py's stand-in with torch 2.13's signature)."""
+    (CUDA-only kernel: bf16 on CPU through tests/test_packing.py's stand-in with torch 2.13's signature; under
+    autocast the traced layer also asks for autocast's dtype)."""
     import functools
     import random
 
@@ -82,7 +83,7 @@ def test_compiled_update_does_not_recompile_per_batch(tiny_model_dir, pi1_file, 
             return varlen_2_13(*a, **k)
 
         monkeypatch.setattr(packing, "_varlen_fn", lambda: counted)
-    t = _trainer(tiny_model_dir, pi1_file, True, dtype="bfloat16" if kernel == "varlen" else "auto")
+    t = _trainer(tiny_model_dir, pi1_file, True, dtype="bfloat16" if kernel == "varlen" else "auto", precision=precision)
     for m in (t.model, t.ref_model):
         m._rlvr_packed_kernel = kernel  # (what resolve_kernel picks on CUDA)
     prompt = t.rows[0].prompt_ids

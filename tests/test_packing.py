@@ -76,9 +76,10 @@ def _seqs(seed, n=6):
              [rng.randrange(100, 5000) for _ in range(rng.randint(1, 30))]) for _ in range(n)]
 
 
-def _lp_and_grads(model, seqs, T=0.6):
+def _lp_and_grads(model, seqs, T=0.6, autocast_dtype=None):
     model.zero_grad(set_to_none=True)
-    lp, ent = response_logprobs(model, seqs, T, 16, True)  # 16-row head chunks cross sequence boundaries
+    # 16-row head chunks cross sequence boundaries
+    lp, ent = response_logprobs(model, seqs, T, 16, True, autocast_dtype)
     w = torch.linspace(-1, 1, lp.numel())
     ((lp * w).sum() + 0.1 * ent.sum()).backward()
     return lp.detach(), ent.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
@@ -272,12 +273,15 @@ def test_packed_attention_key_resolves_per_device(tiny_model_dir, pi1_file):
         GRPOTrainer(cfg, "/tmp/unused").setup()
 
 
-def test_varlen_kernel_through_the_model_equals_per_sequence_sdpa(tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("precision", ["bf16-params", "autocast"])
+def test_varlen_kernel_through_the_model_equals_per_sequence_sdpa(tiny_model_dir, monkeypatch, precision):
     # the plumbing (decoder kwargs -> every layer, the device boundaries, the recompute under checkpointing)
-    # with the stand-in kernel in bf16 on CPU; the real kernel is compared on CUDA below
+    # with the stand-in kernel in bf16 on CPU; the real kernel is compared on CUDA below. Under autocast the
+    # query reaches attention in fp32: varlen must still run (in autocast's bf16), not quietly fall back
     monkeypatch.setattr(packing, "_varlen_fn", lambda: varlen_2_13)
-    seg = load_model(str(tiny_model_dir), torch.bfloat16, "cpu")
-    var = load_model(str(tiny_model_dir), torch.bfloat16, "cpu")
+    dtype, autocast = (torch.bfloat16, None) if precision == "bf16-params" else (torch.float32, torch.bfloat16)
+    seg = load_model(str(tiny_model_dir), dtype, "cpu")
+    var = load_model(str(tiny_model_dir), dtype, "cpu")
     for m in (seg, var):
         packing.enable(m)
         m.train()
@@ -286,10 +290,10 @@ def test_varlen_kernel_through_the_model_equals_per_sequence_sdpa(tiny_model_dir
     calls = []
     monkeypatch.setattr(packing, "_segment_attention", lambda *a: calls.append(1) or 1 / 0)  # must not run
     seqs = _seqs(3)
-    b_lp, _, b_g = _lp_and_grads(var, seqs)
+    b_lp, _, b_g = _lp_and_grads(var, seqs, autocast_dtype=autocast)
     assert not calls
     monkeypatch.undo()
-    a_lp, _, a_g = _lp_and_grads(seg, seqs)
+    a_lp, _, a_g = _lp_and_grads(seg, seqs, autocast_dtype=autocast)
     torch.testing.assert_close(b_lp.float(), a_lp.float(), rtol=0, atol=2e-2)
     for k in a_g:
         err = (b_g[k].float() - a_g[k].float()).abs().max()

@@ -209,10 +209,23 @@ def _call_varlen(fn, q, k, v, cu, max_len: int, scaling):
     return fn(q, k, v, cu, cu, max_len, max_len, **kw)
 
 
+def _half_dtype(query) -> torch.dtype | None:
+    """The 16-bit dtype this attention computes in: the inputs' own, or autocast's. Under `precision:
+    autocast` the query arrives in fp32 (the rotary embedding's fp32 cos/sin promote it) and SDPA would cast
+    it to autocast's dtype; varlen_attn is not on autocast's cast list, so we cast. None: fp32 compute."""
+    if query.dtype in _HALF:
+        return query.dtype
+    kind = query.device.type
+    if torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) in _HALF:
+        return torch.get_autocast_dtype(kind)
+    return None
+
+
 @torch.compiler.disable  # kept out of compiled layers like the per-sequence path (max_len changes per micro-batch)
-def _varlen_attention(query, key, value, cu_dev, max_len, scaling):
-    """query [1, H, N, D], key/value [1, Hkv, N, D] -> [1, N, H, D] in one flash-attention call."""
-    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # [N, H, D]
+def _varlen_attention(query, key, value, cu_dev, max_len, scaling, dtype=None):
+    """query [1, H, N, D], key/value [1, Hkv, N, D] -> [1, N, H, D] in one flash-attention call (in `dtype`,
+    default the inputs')."""
+    q, k, v = (t[0].transpose(0, 1).to(dtype or t.dtype).contiguous() for t in (query, key, value))  # [N, H, D]
     return _call_varlen(_varlen_fn(), q, k, v, cu_dev, max_len, scaling).unsqueeze(0)
 
 
@@ -233,8 +246,9 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
         raise ValueError("sequence_packing does not implement sliding-window attention layers; set "
                          "sequence_packing: false for this model")
     # (`varlen` is only chosen for CUDA + bf16/fp16 compute; a fp32 pass, e.g. an fp32 reference model, runs sdpa)
-    if kernel == "varlen" and cu_dev is not None and query.dtype in _HALF:
-        return _varlen_attention(query, key, value, cu_dev, max_len, scaling), None
+    half = _half_dtype(query) if kernel == "varlen" and cu_dev is not None else None
+    if half is not None:
+        return _varlen_attention(query, key, value, cu_dev, max_len, scaling, half), None
     return _segment_attention(query, key, value, cu, scaling), None
 
 
