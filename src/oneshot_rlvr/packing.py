@@ -24,6 +24,7 @@ response lengths (most far below the 3,072 cap, a few at it) that is often twice
 
 from __future__ import annotations
 
+import functools
 import heapq
 import inspect
 import warnings
@@ -183,11 +184,16 @@ def _varlen_fn():
     return varlen_attn
 
 
+@functools.lru_cache(maxsize=8)
+def _params(fn) -> frozenset:
+    return frozenset(inspect.signature(fn).parameters)  # (called per layer and micro-batch: looked up once)
+
+
 def _call_varlen(fn, q, k, v, cu, max_len: int, scaling):
     """q [N, H, D], k/v [N, Hkv, D] -> [N, H, D], causal within each sequence of `cu` (int32, on q's device).
     varlen_attn's keywords changed between torch releases: causal is `is_causal=True` (2.9) or
     `window_size=(-1, 0)` (2.10+); `scale` from 2.10; `enable_gqa` from 2.12 (before: K/V heads repeated)."""
-    params = inspect.signature(fn).parameters
+    params = _params(fn)
     kw = {}
     if "window_size" in params:
         kw["window_size"] = (-1, 0)
