@@ -167,3 +167,29 @@ def test_disk_full_keeps_previous_checkpoint_and_rerun_resumes(tmp_path, two_ste
     a, b = _weights(out, 2), _weights(ref, 2)
     assert all(torch.equal(a[k], b[k]) for k in b)
     assert json.loads((out / "done.json").read_text()) == json.loads((ref / "done.json").read_text())
+
+
+@pytest.mark.slow
+def test_only_rank_0_rewrites_files_on_resume(tmp_path, two_step_run, monkeypatch):
+    """Under torchrun every rank resumes from the same state dir; only rank 0 may trim metrics.jsonl and
+    remove leftovers (two ranks trimming through one temporary file raced: one rename failed, ~1 run in 4)."""
+    import shutil
+
+    from oneshot_rlvr import trainer as trainer_mod
+
+    cfg, ref = two_step_run
+    out = tmp_path / "run"
+    shutil.copytree(ref, out)
+    kept = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(kept + '{"step": 3, "recomputed": "on resume"}\n')  # a step past the state
+    (out / "state" / ".step_3.tmp").mkdir()  # what a kill during the step-3 save leaves
+    t = trainer_mod.GRPOTrainer(cfg, out)
+    t.setup()
+    monkeypatch.setattr(trainer_mod, "_dist", lambda: (1, 2))
+    assert t.try_resume() == 2  # rank 1 reads the state ...
+    assert (out / "metrics.jsonl").read_text().endswith('"on resume"}\n')  # ... and writes nothing
+    assert (out / "state" / ".step_3.tmp").is_dir()
+    monkeypatch.setattr(trainer_mod, "_dist", lambda: (0, 2))
+    assert t.try_resume() == 2
+    assert (out / "metrics.jsonl").read_text() == kept
+    assert not (out / "state" / ".step_3.tmp").exists()

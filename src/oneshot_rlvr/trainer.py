@@ -625,8 +625,9 @@ class GRPOTrainer:
 
     def try_resume(self) -> int:
         state_dir = self.out / "state"
+        main = _dist()[0] == 0  # rank 0 alone writes and removes files (all ranks read the state)
         # half-written states / checkpoints of a killed run are never loaded, only removed
-        for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*")]:
+        for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*")] if main else []:
             shutil.rmtree(leftover, ignore_errors=True)
         if not state_dir.is_dir():
             return 0
@@ -654,7 +655,9 @@ class GRPOTrainer:
         np.random.set_state(blob["rng"]["numpy"])
         random.setstate(blob["rng"]["python"])
         metrics = self.out / "metrics.jsonl"
-        if metrics.exists():  # drop lines of steps after the state (they are recomputed identically)
+        # drop lines of steps after the state (they are recomputed identically). Rank 0 alone: under torchrun two
+        # ranks racing on one temporary file lost the rename (seen in a 2-rank resume, about 1 run in 4)
+        if main and metrics.exists():
             lines = metrics.read_text().splitlines()[: blob["metrics_lines"]]
             _atomic_write_text(metrics, "".join(line + "\n" for line in lines))
         return step
@@ -669,7 +672,8 @@ class GRPOTrainer:
             (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
         start = self.try_resume()
         metrics_path = self.out / "metrics.jsonl"
-        n_lines = len(metrics_path.read_text().splitlines()) if metrics_path.exists() and start > 0 else 0
+        # (rank 0's count: it alone writes the file and the states' trainer.pt)
+        n_lines = len(metrics_path.read_text().splitlines()) if main and metrics_path.exists() and start > 0 else 0
         if start == 0 and cfg.save_step0:
             self._gather_export()  # a collective under DeepSpeed
         if start == 0 and main:
