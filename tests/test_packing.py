@@ -267,6 +267,9 @@ def test_packed_attention_key_resolves_per_device(tiny_model_dir, pi1_file):
         packing.resolve_kernel("varlen", "cpu", torch.bfloat16, model.config)
     with pytest.raises(ConfigError, match="'packed_attention': 'flash' is not one of"):
         from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), packed_attention="flash"))
+    with pytest.raises(ConfigError, match="'packed_attention': varlen .* needs sequence_packing: true"):
+        from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), packed_attention="varlen",
+                       sequence_packing=False))
     cfg = from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), train_batch_size=2, n=4, engine="hf",
                          progress=False, tensorboard=False, packed_attention="varlen"))
     with pytest.raises(ConfigError, match="packed_attention"):  # at setup, before anything is trained or written

@@ -136,6 +136,9 @@ class RunConfig:
         if self.ppo_mini_batch_size is not None and (
                 self.ppo_mini_batch_size <= 0 or self.train_batch_size % self.ppo_mini_batch_size):
             raise ConfigError("config key 'ppo_mini_batch_size' must be > 0 and divide 'train_batch_size'")
+        if self.packed_attention == "varlen" and not self.sequence_packing:
+            raise ConfigError("config key 'packed_attention': varlen attends within packed rows; it needs "
+                              "sequence_packing: true (or leave packed_attention at auto)")
         if len(self.betas) != 2:
             raise ConfigError("config key 'betas' must be a list of two numbers")
         return self
