@@ -243,7 +243,7 @@ def test_varlen_adapter_matches_per_sequence_sdpa(monkeypatch, fn, kv_heads):
 
 
 def test_varlen_self_check_accepts_a_right_kernel_and_rejects_wrong_or_failing_ones(monkeypatch):
-    check = lambda: packing._self_check("cpu", torch.bfloat16, 4, 2, 16, None)  # noqa: E731
+    check = lambda: packing._self_check("cpu", torch.bfloat16, 4, 2, 16)  # noqa: E731
     monkeypatch.setattr(packing, "_varlen_fn", lambda: varlen_2_13)
     assert check() is None
     monkeypatch.setattr(packing, "_varlen_fn", lambda: non_causal)

@@ -18,6 +18,9 @@ import yaml
 from oneshot_rlvr.errors import ConfigError
 
 
+PACKED_ATTENTION = ("auto", "sdpa", "varlen")  # the `packed_attention` key (oneshot_rlvr.packing.resolve_kernel)
+
+
 @dataclass
 class RunConfig:
     # --- model & data ---------------------------------------------------------------------
@@ -115,7 +118,7 @@ class RunConfig:
             "zero_stage": (2, 3),
             "vllm_sleep_level": (1, 2),
             "hf_static_cache": ("auto", "on", "off"),
-            "packed_attention": ("auto", "sdpa", "varlen"),
+            "packed_attention": PACKED_ATTENTION,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

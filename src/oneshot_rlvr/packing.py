@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import torch
 
+from oneshot_rlvr.config import PACKED_ATTENTION as KERNELS
 from oneshot_rlvr.errors import ConfigError
 
 ATTN_NAME = "rlvr_packed"
-KERNELS = ("auto", "sdpa", "varlen")  # the `packed_attention` key
 _HALF = (torch.bfloat16, torch.float16)
 
 
@@ -238,8 +238,7 @@ def _varlen_attention(query, key, value, cu_dev, max_len, scaling, dtype=None):
 def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The model's attention function (transformers' AttentionInterface signature)."""
     cu = kwargs.pop("packed_cu_seqlens", None)
-    kernel = kwargs.pop("packed_kernel", "sdpa")
-    cu_dev = kwargs.pop("packed_cu_seqlens_device", None)
+    cu_dev = kwargs.pop("packed_cu_seqlens_device", None)  # given only when the model's kernel is varlen
     max_len = kwargs.pop("packed_max_len", None)
     if cu is None:  # a padded batch or generation: transformers' own SDPA path
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -252,18 +251,19 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
         raise ValueError("sequence_packing does not implement sliding-window attention layers; set "
                          "sequence_packing: false for this model")
     # (`varlen` is only chosen for CUDA + bf16/fp16 compute; a fp32 pass, e.g. an fp32 reference model, runs sdpa)
-    half = _half_dtype(query) if kernel == "varlen" and cu_dev is not None else None
+    half = _half_dtype(query) if cu_dev is not None else None
     if half is not None:
         return _varlen_attention(query, key, value, cu_dev, max_len, scaling, half), None
     return _segment_attention(query, key, value, cu, scaling), None
 
 
-_CHECKED: dict = {}  # (device, dtype, H, Hkv, D, scaling) -> None if varlen agrees with sdpa, else why not
+_CHECKED: dict = {}  # (device, dtype, H, Hkv, D) -> None if varlen agrees with sdpa, else why not
 
 
-def varlen_problem(device, dtype, n_heads: int, n_kv_heads: int, head_dim: int, scaling=None) -> str | None:
+def varlen_problem(device, dtype, n_heads: int, n_kv_heads: int, head_dim: int) -> str | None:
     """Why `varlen` cannot serve this model here (None: it can). Runs the kernel once on random inputs
-    of three sequences (forward and backward) against the per-sequence SDPA path; cached per shape."""
+    of three sequences (forward and backward, the models' 1/sqrt(D) scale passed as the layers pass it)
+    against the per-sequence SDPA path; cached per shape."""
     device = torch.device(device)
     if device.type != "cuda":
         return f"varlen_attn needs a CUDA device (this run is on {device.type})"
@@ -272,18 +272,19 @@ def varlen_problem(device, dtype, n_heads: int, n_kv_heads: int, head_dim: int, 
     fn = _varlen_fn()
     if fn is None:
         return f"torch {torch.__version__} has no torch.nn.attention.varlen"
-    key = (str(device), dtype, n_heads, n_kv_heads, head_dim, scaling)
+    key = (str(device), dtype, n_heads, n_kv_heads, head_dim)
     if key not in _CHECKED:
         with torch.enable_grad():  # (the check runs a backward)
-            _CHECKED[key] = _self_check(device, dtype, n_heads, n_kv_heads, head_dim, scaling)
+            _CHECKED[key] = _self_check(device, dtype, n_heads, n_kv_heads, head_dim)
     return _CHECKED[key]
 
 
-def _self_check(device, dtype, n_heads, n_kv_heads, head_dim, scaling) -> str | None:
+def _self_check(device, dtype, n_heads, n_kv_heads, head_dim) -> str | None:
     g = torch.Generator(device="cpu").manual_seed(0)
     lens = [3, 70, 129]
     n = sum(lens)
-    cu = torch.tensor([0, 3, 73, 202], dtype=torch.int64)
+    cu = torch.tensor([0, *torch.tensor(lens).cumsum(0).tolist()], dtype=torch.int64)
+    scaling = head_dim ** -0.5
 
     def inputs():
         return [torch.randn(1, h, n, head_dim, generator=g).to(device, dtype).requires_grad_()
@@ -316,8 +317,7 @@ def resolve_kernel(kernel: str, device, dtype, config) -> str:
         return "sdpa"
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    why = varlen_problem(device, dtype, heads, getattr(config, "num_key_value_heads", None) or heads, head_dim,
-                         None)
+    why = varlen_problem(device, dtype, heads, getattr(config, "num_key_value_heads", None) or heads, head_dim)
     if why is None:
         return "varlen"
     if kernel == "varlen":
@@ -364,7 +364,7 @@ def decoder_kwargs(model, batch: PackedBatch) -> dict:
     kw = dict(input_ids=batch.input_ids.to(device), position_ids=batch.position_ids.to(device),
               attention_mask={t: None for t in types}, packed_cu_seqlens=batch.cu_seqlens, use_cache=False)
     if kernel(model) == "varlen":  # the boundaries on the device once per micro-batch, not once per layer
-        kw.update(packed_kernel="varlen", packed_cu_seqlens_device=batch.cu_seqlens.to(device, torch.int32),
+        kw.update(packed_cu_seqlens_device=batch.cu_seqlens.to(device, torch.int32),
                   packed_max_len=int((batch.cu_seqlens[1:] - batch.cu_seqlens[:-1]).max()))
     return kw
 

@@ -627,8 +627,9 @@ class GRPOTrainer:
         state_dir = self.out / "state"
         main = _dist()[0] == 0  # rank 0 alone writes and removes files (all ranks read the state)
         # half-written states / checkpoints of a killed run are never loaded, only removed
-        for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*")] if main else []:
-            shutil.rmtree(leftover, ignore_errors=True)
+        if main:
+            for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*")]:
+                shutil.rmtree(leftover, ignore_errors=True)
         if not state_dir.is_dir():
             return 0
         done = sorted((int(p.name.split("_")[1]), p) for p in state_dir.glob("step_*") if (p / "trainer.pt").is_file())
