@@ -313,6 +313,8 @@ def _reset_peak(device: str) -> None:
 
 
 def main(argv=None) -> dict:
+    from oneshot_rlvr.config import CHOICES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=["step", "update", "rollout"], default="step",
                     help="step: whole GRPO steps + the naive baseline; update: log-prob + update phases only, on "
@@ -331,15 +333,15 @@ def main(argv=None) -> dict:
                          "of all equal: what padding costs and packing saves on real, uneven responses")
     ap.add_argument("--sequence-packing", choices=["on", "off"], default="on",
                     help="the trainer's sequence_packing key (off: consecutive padded micro-batches)")
-    ap.add_argument("--packed-attention", choices=["auto", "sdpa", "varlen"], default="auto",
+    ap.add_argument("--packed-attention", choices=CHOICES["packed_attention"], default="auto",
                     help="the trainer's packed_attention key: attention within a packed row as one SDPA call per "
                          "sequence (sdpa) or one flash-attention call per row (varlen; CUDA + bf16)")
-    ap.add_argument("--engine", choices=["auto", "hf", "vllm"], default="auto", help="auto: vllm on CUDA, hf on CPU")
+    ap.add_argument("--engine", choices=["auto", *CHOICES["engine"]], default="auto", help="auto: vllm on CUDA, hf on CPU")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--precision", choices=["autocast", "bf16-params"], default="autocast",
+    ap.add_argument("--precision", choices=CHOICES["precision"], default="autocast",
                     help="the trainer's precision key: fp32 parameters + bf16 autocast, or a bf16 module with fp32 "
                          "master weights in the optimizer")
-    ap.add_argument("--static-cache", choices=["auto", "on", "off"], default="auto",
+    ap.add_argument("--static-cache", choices=CHOICES["hf_static_cache"], default="auto",
                     help="hf engine: the static-cache decoder (auto = on CUDA); on = also on CPU (eager)")
     ap.add_argument("--hf-compile", action="store_true",
                     help="hf engine: torch.compile the static decoder's layer for decode steps (the hf_compile key)")
@@ -425,6 +427,7 @@ def main(argv=None) -> dict:
         pass
     report["memory_after_setup"] = _mem(device)
     from oneshot_rlvr import packing
+    from packing_plan import computed_tokens  # bench/ is this script's directory
 
     report["attention"] = packing.kernel(tr.model) if packing.enabled(tr.model) else "padded"
 
@@ -471,9 +474,9 @@ def main(argv=None) -> dict:
                 # the real kernel against per-sequence SDPA on this model (the trainer's self-check used random inputs)
                 sub = _head(ro, min(8, len(ro.response_ids)), Rollout)
                 a = torch.cat(tr._logprobs(tr.ref_model, sub, False)[0])
-                tr.ref_model._rlvr_packed_kernel = "sdpa"
+                packing.enable(tr.ref_model, "sdpa")
                 b = torch.cat(tr._logprobs(tr.ref_model, sub, False)[0])
-                tr.ref_model._rlvr_packed_kernel = "varlen"
+                packing.enable(tr.ref_model, "varlen")  # back (resolved for its own device and dtype)
                 report["varlen_vs_sdpa_logprob"] = {"max_abs_diff": (a.float() - b.float()).abs().max().item(),
                                                     "mean_abs_diff": (a.float() - b.float()).abs().mean().item()}
         else:
@@ -521,7 +524,7 @@ def main(argv=None) -> dict:
                 _sync(device)
                 lens = [p + r for p, r in seq_shapes]
                 plan = tr._plan(lens)
-                computed = packing.computed_tokens(lens, plan, padded=pad)
+                computed = computed_tokens(lens, plan, padded=pad)
                 res[f"update[{spec}]"] = record(time.perf_counter() - t, all_tokens, 3 * fwd) | _mem(device) | {
                     "optimizer_steps": upd["optimizer_steps"], "warmup_s": warm_s, "micro_batches": len(plan),
                     "computed_tokens": computed, "attention": "padded" if pad else packing.kernel(tr.model)}

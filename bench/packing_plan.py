@@ -25,11 +25,18 @@ LAWS = {
 }
 
 
+def computed_tokens(lengths: list[int], micro_batches: list[list[int]], padded: bool) -> int:
+    """Tokens the decoder computes for these micro-batches: count × longest each when padded, the real
+    tokens when packed (what the benchmarks report next to the real token count)."""
+    return sum(len(mb) * max(lengths[i] for i in mb) if padded else sum(lengths[i] for i in mb)
+               for mb in micro_batches)
+
+
 def plan_tokens(lengths: list[int], budget: int) -> dict:
     padded = micro_batches(lengths, budget)
     packed = packing.plan(lengths, budget)
     real = sum(lengths)
-    pad_tokens = packing.computed_tokens(lengths, padded, padded=True)
+    pad_tokens = computed_tokens(lengths, padded, padded=True)
     return {"real": real, "padded": pad_tokens, "padded_over_real": pad_tokens / real,
             "micro_batches_padded": len(padded), "micro_batches_packed": len(packed),
             "largest_packed": max(sum(lengths[i] for i in mb) for mb in packed)}

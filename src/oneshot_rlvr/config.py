@@ -19,6 +19,23 @@ from oneshot_rlvr.errors import ConfigError
 
 
 PACKED_ATTENTION = ("auto", "sdpa", "varlen")  # the `packed_attention` key (oneshot_rlvr.packing.resolve_kernel)
+CHOICES = {  # RunConfig keys with a closed set of values (bench/grpo_step.py offers the same)
+    "engine": ("vllm", "hf"),
+    "reward": ("outcome", "format"),
+    "grader": ("deepscaler", "math_verify", "qwen"),
+    "kl_type": ("kl", "abs", "mse", "low_var_kl"),
+    "agg": ("verl02", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
+    "adv_estimator": ("grpo",),
+    "dtype": ("auto", "float32", "bfloat16"),
+    "precision": ("autocast", "bf16-params"),
+    "device": ("auto", "cpu", "cuda"),
+    "save_dtype": ("float32", "bfloat16"),
+    "keep_checkpoints": ("all", "evaluated-best", "none-after-eval"),
+    "zero_stage": (2, 3),
+    "vllm_sleep_level": (1, 2),
+    "hf_static_cache": ("auto", "on", "off"),
+    "packed_attention": PACKED_ATTENTION,
+}
 
 
 @dataclass
@@ -103,24 +120,7 @@ class RunConfig:
 
     # ---------------------------------------------------------------------------------------
     def validate(self) -> "RunConfig":
-        choices = {
-            "engine": ("vllm", "hf"),
-            "reward": ("outcome", "format"),
-            "grader": ("deepscaler", "math_verify", "qwen"),
-            "kl_type": ("kl", "abs", "mse", "low_var_kl"),
-            "agg": ("verl02", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
-            "adv_estimator": ("grpo",),
-            "dtype": ("auto", "float32", "bfloat16"),
-            "precision": ("autocast", "bf16-params"),
-            "device": ("auto", "cpu", "cuda"),
-            "save_dtype": ("float32", "bfloat16"),
-            "keep_checkpoints": ("all", "evaluated-best", "none-after-eval"),
-            "zero_stage": (2, 3),
-            "vllm_sleep_level": (1, 2),
-            "hf_static_cache": ("auto", "on", "off"),
-            "packed_attention": PACKED_ATTENTION,
-        }
-        for key, allowed in choices.items():
+        for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)!r} is not one of {list(allowed)}")
         positive = ["train_batch_size", "n", "max_prompt_length", "max_response_length", "total_steps",

@@ -120,13 +120,6 @@ def plan(lengths: list[int], budget: int, k: int | None = None) -> list[list[int
     return balanced_partitions(lengths, k)
 
 
-def computed_tokens(lengths: list[int], micro_batches: list[list[int]], padded: bool) -> int:
-    """Tokens the decoder computes for these micro-batches: count × longest each when padded, the real
-    tokens when packed (what the benchmarks report next to the real token count)."""
-    return sum(len(mb) * max(lengths[i] for i in mb) if padded else sum(lengths[i] for i in mb)
-               for mb in micro_batches)
-
-
 # ------------------------------------------------------------------------------------------------
 # the packed row
 
@@ -369,6 +362,5 @@ def decoder_kwargs(model, batch: PackedBatch) -> dict:
     return kw
 
 
-__all__ = ["ATTN_NAME", "KERNELS", "PackedBatch", "balanced_partitions", "n_micro_batches", "plan", "computed_tokens",
-           "pack",
+__all__ = ["ATTN_NAME", "KERNELS", "PackedBatch", "balanced_partitions", "n_micro_batches", "plan", "pack",
            "packed_attention", "varlen_problem", "resolve_kernel", "enable", "enabled", "kernel", "decoder_kwargs"]
