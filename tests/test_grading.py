@@ -187,6 +187,10 @@ def test_extract_choice(response, expected):
         ("2^{k-n}", "\\frac{2^k}{2^n}", False),  # "^{" refuses SymPy
         ("10", "\\boxed{10}", True),  # gold extracted from its box
         ("x^2+2x+1", "(x+1)^2", True),
+        ("3e-5", "0.00003", True),  # a float literal, not 3*e - 5
+        ("\\text{12.8} mph", "12.8", False),  # \text{...} is unwrapped only when it is the whole answer
+        ("\\text{12.8}", "12.8", True),
+        ("A5", "\\text{A5}_{11}", False),
     ],
 )
 def test_deepscaler_documented_behaviour(answer, gold, expected):

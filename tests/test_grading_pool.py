@@ -194,6 +194,10 @@ def test_safe_parse_rejects_python_and_builds_math():
     assert safe_parse("3(x+1)") == 3 * x + 3
     assert safe_parse("5!") == 120
     assert safe_parse("0.5") == sympy.Float("0.5")
+    # Python's float literals, as the reference's tokenizer reads them (not 3*e - 5)
+    assert safe_parse("3e-5") == sympy.Float("3e-5") and safe_parse("1.5E3") == sympy.Float(1500)
+    assert safe_parse("2e") == 2 * sympy.Symbol("e")
+    assert safe_parse("1/2004!") == sympy.Rational(1, sympy.factorial(2004))
     for bad in ("__import__('os')", "x.__class__", "[1]", "a;b", "lambda: 0", "x=1", "'s'", "9^9^9^9^9", "(10^9)!"):
         with pytest.raises(SafeParseError):
             safe_parse(bad)

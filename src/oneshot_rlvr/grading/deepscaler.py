@@ -117,7 +117,7 @@ def _mathd_normalize(answer: str | None) -> str | None:
         return None
     answer = answer.strip()
     try:
-        m = re.search(r"^\\text\{(?P<text>.+?)\}", answer)
+        m = re.search(r"^\\text\{(?P<text>.+?)\}$", answer)
         if m is not None:
             answer = m.group("text").strip()
         return hendrycks_strip(answer)
@@ -195,7 +195,7 @@ def prm_normalize(expr: str | None) -> str | None:
     """PRM800K / DeepScaleR `_normalize`."""
     if expr is None:
         return None
-    m = re.search(r"^\\text\{(?P<text>.+?)\}", expr)
+    m = re.search(r"^\\text\{(?P<text>.+?)\}$", expr)
     if m is not None:
         expr = m.group("text")
     expr = expr.replace("\\%", "%").replace("\\$", "$").replace("$", "").replace("%", "")
