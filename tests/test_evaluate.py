@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from oneshot_rlvr.benchmarks import MATH6
 from oneshot_rlvr.cli import main
 from oneshot_rlvr.errors import ConfigError, DataError
 from oneshot_rlvr.evaluate import (
@@ -112,6 +113,21 @@ def test_decoding_overrides_and_stop_settings():
     assert stop_settings("meta-llama/Llama-3.2-3B-Instruct", {"model_type": "llama"})[1] == []
 
 
+def test_rllm_protocol_is_the_papers_r1_distill_decoding():
+    """official-repo.md: R1-Distill by the rllm evaluator: T 0.6, top_p 0.95, avg@16 (MATH500, Minerva,
+    OlympiadBench) and avg@64 (AIME24, AMC23, AIME25)."""
+    rllm = EvalOptions(protocol="rllm", max_new_tokens=8192)
+    got = {b: (d.temperature, d.top_p, d.n_samples) for b in MATH6 for d in [decoding_for(b, rllm)]}
+    assert got == {"math500": (0.6, 0.95, 16), "minerva_math": (0.6, 0.95, 16), "olympiadbench": (0.6, 0.95, 16),
+                   "aime24": (0.6, 0.95, 64), "amc23": (0.6, 0.95, 64), "aime25": (0.6, 0.95, 64)}
+    assert decoding_for("math500", rllm).max_new_tokens == 8192
+    assert (decoding_for("math500", EvalOptions()).n_samples, decoding_for("math500", EvalOptions()).top_p) == (1, 1.0)
+    assert decoding_for("aime24", EvalOptions(protocol="rllm", samples=4, top_p=0.9)).n_samples == 4
+    assert decoding_for("aime24", EvalOptions(top_p=0.9)).top_p == 0.9
+    with pytest.raises(ConfigError, match="rllm.*'arc_e'"):
+        decoding_for("arc_e", rllm)
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -157,6 +173,12 @@ def test_existing_summary_with_other_settings_is_an_error(tmp_path):
         evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16))
     with pytest.raises(ConfigError, match="max_new_tokens 16"):
         evaluate(str(model), ["aime24"], out, EvalOptions(limit=5))
+    # the same decoding served in another dtype is another evaluation (Tab. 7: fp16 vs bf16 moved MATH500 3.6 points)
+    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0}, "decoding": dec | {"dtype": "auto"}})
+    with pytest.raises(ConfigError, match=r"dtype 'auto' \(asked 'float16'\)"):
+        evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16, limit=5, dtype="float16"))
+    with pytest.raises(ConfigError, match=r"n_samples 8 \(asked 64\).*top_p 1.0 \(asked 0.95\)"):
+        evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16, limit=5, protocol="rllm"))
 
 
 def test_summary_of_rewritten_weights_is_redone(tmp_path, capsys):
@@ -195,6 +217,10 @@ def test_options_validation_names_the_option():
         EvalOptions(samples=0).validate()
     with pytest.raises(ConfigError, match="'chatml'"):
         EvalOptions(prompt_type="chatml").validate()
+    with pytest.raises(ConfigError, match="--top-p"):
+        EvalOptions(top_p=0.0).validate()
+    with pytest.raises(ConfigError, match="--protocol.*'verl'"):
+        EvalOptions(protocol="verl").validate()
 
 
 # --------------------------------------------------------------------------- CLI errors

@@ -99,6 +99,13 @@ def test_paper_plan_lists_every_run_and_evaluation(workdir):
     assert re.search(r"--model results/paper/runs/qwen2\.5-math-1\.5b/pi1/train/checkpoints/step_2000 "
                      r"--out results/paper/runs/qwen2\.5-math-1\.5b/pi1/eval/step_2000 ", out)
     assert "train/state" not in out  # resumable state is never a declared output
+    # the paper's precision path (Tab. 7): the base model in bf16, trained fp32 checkpoints served in fp16
+    calls = re.findall(r"evaluate --model (\S+) ([^&\n]*)", out)
+    assert calls and all(("--dtype float16" in rest) == ("/checkpoints/" in m) for m, rest in calls)
+    assert all("--dtype bfloat16" in rest for m, rest in calls if "/checkpoints/" not in m)
+    # R1-Distill by the rllm evaluator's decoding, every other model by the harness's
+    assert all(("--protocol rllm" in rest) == ("r1-distill" in rest or "R1-Distill" in m) for m, rest in calls)
+    assert any("--protocol rllm" in rest for m, rest in calls)
 
 
 def test_table5_target_plans_only_that_ablation(workdir):

@@ -20,7 +20,10 @@ The miniature world (docs/miniature.md) adds `toy` (all six categories, `subject
 Decoding defaults follow the paper's evaluation script (`sh/eval_all_math.sh`): greedy, one sample
 for MATH500 / Minerva / OlympiadBench (and ARC); avg@8 at temperature 0.6 for AIME24 / AMC23 /
 AIME25, where we draw the 8 samples of a problem in one request (n=8) instead of tiling the file
-8 times; top_p 1, 3072 new tokens, seed 0.
+8 times; top_p 1, 3072 new tokens, seed 0. That is the `harness` protocol. The paper evaluated
+DeepSeek-R1-Distill-Qwen-1.5B with the rllm/DeepScaleR evaluator instead (official-repo.md): the
+`rllm` protocol, temperature 0.6, top_p 0.95, avg@16 for MATH500 / Minerva / OlympiadBench and
+avg@64 for AIME24 / AMC23 / AIME25.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ class Decoding:
 
 GREEDY = Decoding(temperature=0.0, n_samples=1)
 AVG_AT_8 = Decoding(temperature=0.6, n_samples=8)
+RLLM_AVG_AT_16 = Decoding(temperature=0.6, n_samples=16, top_p=0.95)
+RLLM_AVG_AT_64 = Decoding(temperature=0.6, n_samples=64, top_p=0.95)
+# The evaluation protocol: whose decoding settings (`rlvr evaluate --protocol`, a model's `eval_protocol`).
+PROTOCOLS: tuple[str, ...] = ("harness", "rllm")
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,23 @@ class Problem:
     gold: str
     subject: str | None = None  # math500 `subject` (Tab. 3 per-subject accuracy)
     choices: tuple[str, ...] = field(default=())  # ARC: the letters offered
+
+
+_RLLM = {"math500": RLLM_AVG_AT_16, "minerva_math": RLLM_AVG_AT_16, "olympiadbench": RLLM_AVG_AT_16,
+         "aime24": RLLM_AVG_AT_64, "amc23": RLLM_AVG_AT_64, "aime25": RLLM_AVG_AT_64}
+
+
+def protocol_decoding(name: str, protocol: str = "harness") -> Decoding:
+    """The paper's decoding of benchmark `name` under `protocol` (`harness`: the spec's own)."""
+    spec = get_spec(name)
+    if protocol == "harness":
+        return spec.decoding
+    if protocol == "rllm":
+        if name not in _RLLM:
+            raise ConfigError(f"--protocol rllm: the rllm evaluator has no setting for {name!r} "
+                              f"(it covers {', '.join(_RLLM)})")
+        return _RLLM[name]
+    raise ConfigError(f"--protocol: unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
 
 
 def get_spec(name: str) -> BenchmarkSpec:

@@ -24,12 +24,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from oneshot_rlvr.benchmarks import (
+    PROTOCOLS,
     QWEN2_STOP_TOKEN_IDS,
     STOP_STRINGS,
     Decoding,
     Problem,
     get_spec,
     load_benchmark,
+    protocol_decoding,
     stop_token_ids,
 )
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
@@ -54,6 +56,8 @@ class EvalOptions:
     limit: int | None = None
     samples: int | None = None  # overrides each benchmark's k
     temperature: float | None = None  # overrides each benchmark's temperature
+    top_p: float | None = None  # overrides each benchmark's top_p
+    protocol: str = "harness"  # whose per-benchmark decoding (benchmarks.PROTOCOLS)
     dtype: str = "auto"
     overwrite: bool = False
     seed: int = 0
@@ -79,6 +83,10 @@ class EvalOptions:
             raise ConfigError(f"--samples must be >= 1, got {self.samples}")
         if self.temperature is not None and self.temperature < 0:
             raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"--protocol: unknown protocol {self.protocol!r} (known: {', '.join(PROTOCOLS)})")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
@@ -88,11 +96,11 @@ class EvalOptions:
 
 def decoding_for(benchmark: str, opts: EvalOptions) -> Decoding:
     """The benchmark's paper decoding, with the command-line overrides applied."""
-    d = get_spec(benchmark).decoding
+    d = protocol_decoding(benchmark, opts.protocol)
     return Decoding(
         temperature=d.temperature if opts.temperature is None else opts.temperature,
         n_samples=d.n_samples if opts.samples is None else opts.samples,
-        top_p=d.top_p,
+        top_p=d.top_p if opts.top_p is None else opts.top_p,
         max_new_tokens=opts.max_new_tokens,
         seed=opts.seed,
     )
@@ -365,6 +373,7 @@ def evaluate_benchmark(
         "stop_token_ids": list(stop_token_ids),
         "engine": opts.engine,
         "dtype": opts.dtype,
+        "protocol": opts.protocol,
         "batch_size": opts.batch_size,
         "limit": opts.limit,
         "grader_timeout_s": opts.grader_timeout,
@@ -388,7 +397,7 @@ def check_model(model: str) -> None:
 
 # Settings that change what a summary measures: a summary made with other values is not "done" for
 # this request (e.g. a --limit 5 smoke run must not stand in for the full evaluation).
-_SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit")
+_SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit", "dtype")
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -415,7 +424,8 @@ def _check_same_settings(path: Path, existing: dict, benchmark: str, opts: EvalO
     old = existing.get("decoding") if isinstance(existing, dict) else None
     if not isinstance(old, dict):
         return
-    want = asdict(decoding_for(benchmark, opts)) | {"prompt_type": opts.prompt_type, "limit": opts.limit}
+    want = asdict(decoding_for(benchmark, opts)) | {"prompt_type": opts.prompt_type, "limit": opts.limit,
+                                                     "dtype": opts.dtype}
     diff = [f"{k} {old[k]!r} (asked {want[k]!r})" for k in _SETTINGS_KEYS if k in old and old[k] != want[k]]
     if diff:
         raise ConfigError(

@@ -160,9 +160,17 @@ class Plan:
                 "--prompt", m["prompt_type"],
                 "--max-new-tokens", str(m.get("eval_max_tokens") or m["max_response_length"]),
                 "--engine", ev["engine"]]
+        if m.get("eval_protocol", "harness") != "harness":
+            # the rllm evaluator (the paper's R1-Distill numbers) grades with DeepScaleR's grader: report it too
+            args += ["--protocol", m["eval_protocol"], "--graders", "qwen,math_verify,deepscaler"]
         if ev.get("limit"):
             args += ["--limit", str(ev["limit"])]
         return args
+
+    def evaluate_dtype(self, step: int) -> str:
+        """`--dtype` of step `step`'s evaluation: the base model's (step 0) or the trained checkpoints'."""
+        ev = self.cfg["evaluation"]
+        return ev.get("base_dtype", "auto") if step == 0 else ev.get("checkpoint_dtype", "auto")
 
 
 # --------------------------------------------------------------------------------------- schema

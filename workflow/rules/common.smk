@@ -179,6 +179,7 @@ def evaluate_commands(wildcards):
         # No --overwrite: finished (checkpoint, benchmark) pairs of an interrupted chunk are skipped, and
         # a summary of a retrained checkpoint is redone (rlvr evaluate compares checkpoint fingerprints).
         args = ["evaluate", "--model", PLAN.evaluate_model(model, run, step), "--out", out] + common
+        args += ["--dtype", PLAN.evaluate_dtype(step)]
         calls.append(f"{RLVR} {quoted(args)}" + (f" {extra}" if extra else ""))
     return " && ".join(calls)
 

@@ -28,7 +28,14 @@ def add_arguments(p):
     p.add_argument("--limit", type=int, default=None, help="only the first N problems of each benchmark")
     p.add_argument("--samples", type=int, default=None, help="samples per problem for every benchmark (default: paper's k)")
     p.add_argument("--temperature", type=float, default=None, help="override every benchmark's temperature")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--top-p", type=float, default=None, help="override every benchmark's top_p")
+    p.add_argument("--protocol", default="harness", choices=["harness", "rllm"],
+                   help="per-benchmark decoding: harness = the Qwen2.5-Math harness (greedy; avg@8 at T 0.6 on "
+                        "AIME/AMC), rllm = the rllm/DeepScaleR evaluator the paper used for R1-Distill (T 0.6, top_p "
+                        "0.95, avg@16; avg@64 on AIME/AMC)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="weights' dtype in the engine (the paper's vLLM served trained fp32 checkpoints in float16; "
+                        "docs/evaluation.md)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (paper: 0)")
     p.add_argument("--batch-size", type=int, default=64, help="problems per generate call")
     p.add_argument("--grader-workers", type=int, default=2, help="grading processes")
@@ -50,6 +57,8 @@ def run(args) -> int:
         limit=args.limit,
         samples=args.samples,
         temperature=args.temperature,
+        top_p=args.top_p,
+        protocol=args.protocol,
         dtype=args.dtype,
         overwrite=args.overwrite,
         seed=args.seed,
