@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -87,6 +88,30 @@ def test_malformed_summary_names_the_file(tree, tmp_path, capsys):
 
 
 def test_empty_tree_gives_header_only(tmp_path):
+    (tmp_path / "fresh" / "runs").mkdir(parents=True)  # nothing evaluated yet
     out = tmp_path / "m.csv"
-    assert main(["collect", "--results", str(tmp_path / "nothing"), "--out", str(out)]) == 0
+    assert main(["collect", "--results", str(tmp_path / "fresh"), "--out", str(out)]) == 0
     assert out.read_text().strip() == ",".join(COLUMNS)
+
+
+def test_typos_are_errors_and_never_empty_an_existing_table(tree, tmp_path, capsys):
+    """A mistyped --results or --runs must not replace a full metrics.csv with a header-only one."""
+    out = tmp_path / "metrics.csv"
+    assert main(["collect", "--results", str(tree), "--out", str(out)]) == 0
+    full = out.read_text()
+    assert len(full.splitlines()) == 15
+    for argv, msg in [
+        (["--results", str(tree.parent / "demoo")], "demoo: no such directory"),
+        (["--results", str(tree.parent)], "no runs/ directory"),
+        (["--results", str(tree), "--runs", "tiny/pi2", "tiny/base"], "no such run under .*runs: tiny/pi2$"),
+    ]:
+        assert main(["collect", *argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert re.search(msg, err.strip()) and "Traceback" not in err, err
+        assert out.read_text() == full
+    # an existing run with nothing collected yet: no rows, which must not empty the table either
+    (tree / "runs" / "tiny" / "pi3").mkdir()
+    assert main(["collect", "--results", str(tree), "--runs", "tiny/pi3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no rows found in runs tiny/pi3 of" in err and str(out) in err
+    assert out.read_text() == full

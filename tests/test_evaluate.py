@@ -155,7 +155,8 @@ def _fake_model_dir(tmp_path) -> Path:
 def test_existing_summary_is_skipped_without_loading_anything(tmp_path):
     model = _fake_model_dir(tmp_path)  # not loadable: proves nothing was loaded
     out = tmp_path / "eval"
-    atomic_write_json(out / "aime24" / "summary.json", {"benchmark": "aime24", "accuracy": {"qwen": 12.5}})
+    atomic_write_json(out / "aime24" / "summary.json", {"benchmark": "aime24", "model": str(model),
+                                                        "accuracy": {"qwen": 12.5, "math_verify": 12.5}})
     res = evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf"))
     assert res["aime24"]["accuracy"]["qwen"] == 12.5
 
@@ -165,7 +166,7 @@ def test_existing_summary_with_other_settings_is_an_error(tmp_path):
     out = tmp_path / "eval"
     dec = {"n_samples": 8, "temperature": 0.6, "top_p": 1.0, "max_new_tokens": 16, "seed": 0,
            "prompt_type": "qwen25-math-cot", "limit": 5}
-    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0}, "decoding": dec})
+    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0, "math_verify": 1.0}, "decoding": dec})
     # the same settings: skipped
     assert evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16, limit=5))["aime24"]["accuracy"]
     # a smoke run (limit 5, 16 tokens) must not pass for the full evaluation
@@ -174,7 +175,8 @@ def test_existing_summary_with_other_settings_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="max_new_tokens 16"):
         evaluate(str(model), ["aime24"], out, EvalOptions(limit=5))
     # the same decoding served in another dtype is another evaluation (Tab. 7: fp16 vs bf16 moved MATH500 3.6 points)
-    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0}, "decoding": dec | {"dtype": "auto"}})
+    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0, "math_verify": 1.0},
+                                                        "decoding": dec | {"dtype": "auto"}})
     with pytest.raises(ConfigError, match=r"dtype 'auto' \(asked 'float16'\)"):
         evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16, limit=5, dtype="float16"))
     with pytest.raises(ConfigError, match=r"n_samples 8 \(asked 64\).*top_p 1.0 \(asked 0.95\)"):
@@ -190,7 +192,9 @@ def test_summary_of_rewritten_weights_is_redone(tmp_path, capsys):
     fp = checkpoint_fingerprint(str(model))
     assert fp == checkpoint_fingerprint(str(model)) and checkpoint_fingerprint("Qwen/Qwen2.5-Math-1.5B") is None
     out = tmp_path / "eval"
-    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 12.5}, "checkpoint": fp})
+    # as the workflow writes it: the same checkpoint path recorded as the model
+    atomic_write_json(out / "aime24" / "summary.json",
+                      {"model": str(model), "accuracy": {"qwen": 12.5, "math_verify": 12.5}, "checkpoint": fp})
     assert evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf"))["aime24"]["accuracy"]["qwen"] == 12.5
     weights.write_bytes(b"new weights, retrained")
     assert checkpoint_fingerprint(str(model)) != fp
@@ -199,6 +203,41 @@ def test_summary_of_rewritten_weights_is_redone(tmp_path, capsys):
         evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf"))
     assert "made from other weights" in capsys.readouterr().err
     assert json.loads((out / "aime24" / "summary.json").read_text())["accuracy"]["qwen"] == 12.5  # not clobbered
+
+
+def test_summary_of_another_model_is_neither_reused_nor_replaced(tmp_path, capsys, monkeypatch):
+    """Model A's results in OUT must not come back as model B's (hub id or local dir), nor be overwritten
+    by B's without --overwrite; a local dir is the same model however its path is spelled."""
+    a = _fake_model_dir(tmp_path)
+    (a / "model.safetensors").write_bytes(b"weights of A")
+    b = tmp_path / "other"
+    b.mkdir()
+    (b / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (b / "model.safetensors").write_bytes(b"weights of B")
+    out = tmp_path / "eval"
+    summary = {"model": str(a), "accuracy": {"qwen": 12.5, "math_verify": 12.5},
+               "checkpoint": checkpoint_fingerprint(str(a))}
+    atomic_write_json(out / "aime24" / "summary.json", summary)
+    with pytest.raises(ConfigError, match=rf"aime24/summary.json holds the results of model '{a}', not of --model "
+                                          rf"'{b}'; pass --overwrite or use another --out"):
+        evaluate(str(b), ["aime24"], out, EvalOptions(engine="hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["evaluate", "--model", "Qwen/Qwen2.5-Math-1.5B", "--benchmarks", "aime24", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Qwen/Qwen2.5-Math-1.5B" in err and str(a) in err and "--overwrite" in err and "Traceback" not in err
+    assert json.loads((out / "aime24" / "summary.json").read_text()) == summary  # A's results untouched
+    # the same dir spelled relatively is the same model: skipped
+    monkeypatch.chdir(tmp_path)
+    assert evaluate("model", ["aime24"], out, EvalOptions(engine="hf"))["aime24"]["accuracy"]["qwen"] == 12.5
+
+
+def test_summary_lacking_an_asked_grader_is_an_error(tmp_path):
+    model = _fake_model_dir(tmp_path)
+    out = tmp_path / "eval"
+    atomic_write_json(out / "aime24" / "summary.json", {"model": str(model), "accuracy": {"qwen": 12.5}})
+    assert evaluate(str(model), ["aime24"], out, EvalOptions(graders=("qwen",)))["aime24"]["accuracy"] == {"qwen": 12.5}
+    with pytest.raises(ConfigError, match=r"aime24/summary.json has no results for grader\(s\) math_verify.*--overwrite"):
+        evaluate(str(model), ["aime24"], out, EvalOptions(graders=("qwen", "math_verify")))
 
 
 def test_corrupt_existing_summary_names_file(tmp_path):
@@ -221,6 +260,17 @@ def test_options_validation_names_the_option():
         EvalOptions(top_p=0.0).validate()
     with pytest.raises(ConfigError, match="--protocol.*'verl'"):
         EvalOptions(protocol="verl").validate()
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("grader_workers", 0, "--grader-workers"), ("grader_timeout", float("nan"), "--grader-timeout"),
+    ("grader_timeout", 0.0, "--grader-timeout"), ("grader_timeout", float("inf"), "--grader-timeout"),
+    ("temperature", float("nan"), "--temperature"), ("temperature", -0.1, "--temperature"),
+    ("top_p", float("nan"), "--top-p"),
+])
+def test_options_validation_refuses_nan_and_non_positive(field, value, flag):
+    with pytest.raises(ConfigError, match=flag):
+        EvalOptions(**{field: value}).validate()
 
 
 # --------------------------------------------------------------------------- CLI errors

@@ -38,3 +38,11 @@ def test_figures_with_no_runs_do_not_crash(tmp_path):
 def test_unknown_figure_is_a_user_error(tmp_path, capsys, figs, msg):
     assert main(["figures", "--metrics", str(SYNTHETIC), "--out", str(tmp_path), "--figures", figs]) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_unknown_grader_is_a_user_error(tmp_path, capsys):
+    out = tmp_path / "f"
+    assert main(["figures", "--metrics", str(SYNTHETIC), "--out", str(out), "--grader", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "--grader 'bogus'" in err and "qwen" in err and "Traceback" not in err
+    assert not out.exists()

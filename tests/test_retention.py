@@ -98,6 +98,36 @@ def test_run_benchmarks_on_disk_decide_what_is_evaluated(tmp_path):
     assert _left(run) == [2, 4] and rep["deleted_steps"] == [0, 6]
 
 
+def test_step_evaluated_after_best_json_is_never_deleted(tmp_path):
+    """A stale best.json (written before step 4's evaluation finished) ranked 0 and 2 only: step 4 may be
+    the real best, so it is not deleted although its summaries are on disk."""
+    run = _run(tmp_path, steps=(0, 2, 4), evaluated=(0, 2), best=2,
+               per_bench={"math500": {"step": 2, "value": 1.0}})
+    _summaries(run, (0, 2, 4), ["math500"])
+    rep = prune(run, "none-after-eval", benchmarks=["math500"])
+    assert rep["deleted_steps"] == [0] and _left(run) == [2, 4]
+
+
+@pytest.mark.parametrize("best, msg", [
+    ([1, 2], "expected a JSON object"),
+    ({"best_avg": {"step": "four"}, "steps": [0, 2, 4]}, r"best_avg.step is not a step number: 'four'"),
+    ({"best_avg": None, "per_benchmark": {"math500": {"step": None}}, "steps": [0]}, "per_benchmark.math500.step"),
+    ({"best_avg": {"step": 4}, "steps": "0,2,4"}, "'steps' is not a list"),
+    ({"best_avg": {"step": 4}, "steps": [0, "2"]}, r"steps\[\] is not a step number: '2'"),
+    ({"best_avg": {"step": 4}, "steps": [0], "incomplete_steps": {"x": []}}, "incomplete_steps key"),
+])
+def test_malformed_best_json_is_an_error_naming_it(tmp_path, capsys, best, msg):
+    run = _run(tmp_path)
+    (run / "best.json").write_text(json.dumps(best))
+    with pytest.raises(DataError, match=rf"best.json: {msg}"):
+        prune(run, "none-after-eval")
+    from oneshot_rlvr import cli
+
+    assert cli.main(["prune", "--run-dir", str(run), "--policy", "none-after-eval"]) == 2
+    assert "best.json" in capsys.readouterr().err
+    assert _left(run) == [0, 2, 4, 6]
+
+
 def test_without_an_average_each_benchmarks_best_is_kept(tmp_path):
     """MATH500 + AIME24 runs (Tab. 3/5) have no six-benchmark average: every per-benchmark best stays."""
     run = _run(tmp_path, evaluated=(0, 2, 4, 6))

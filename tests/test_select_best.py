@@ -99,3 +99,17 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     assert main(["select-best", "--run-dir", str(run), "--out", str(tmp_path / "b.json"), "--benchmarks", "gsm8k"]) == 2
     assert "gsm8k" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_accuracy_is_an_error_naming_the_file(tmp_path, capsys, bad):
+    """A nan would become the "best" step (nan > x is false both ways) and prune would delete the real best."""
+    run = tmp_path / "run"
+    for b in MATH6:
+        _write(run, 0, b, {"qwen": bad if b == "math500" else 1.0})
+        _write(run, 20, b, {"qwen": 50.0})
+    out = tmp_path / "best.json"
+    assert main(["select-best", "--run-dir", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "step_0/math500/summary.json" in err and "finite" in err and "Traceback" not in err
+    assert not out.exists()

@@ -6,7 +6,8 @@ Columns `model, run, step, benchmark, grader, metric, value`:
   reflection_ratio, mean_response_length with grader "");
 - training rows from `runs/<model>/<run>/train/metrics.jsonl` (benchmark "train", grader "", every
   numeric key of each step's record).
-Partial trees are fine: whatever exists is collected. A malformed file is an error naming it.
+Partial trees are fine: whatever exists is collected. A malformed file, a missing results directory
+or an asked run that does not exist is an error naming it.
 """
 
 from __future__ import annotations
@@ -73,11 +74,18 @@ def train_rows(model: str, run: str, metrics_path: Path) -> list[dict]:
 
 def collect(results_dir: str | Path, runs: list[tuple[str, str]] | None = None) -> list[dict]:
     """All rows of a results tree (`results/<config>`), optionally only the (model, run) pairs given."""
+    # a typo in --results or --runs must not pass for "nothing evaluated yet"
+    if not Path(results_dir).is_dir():
+        raise DataError(f"--results {results_dir}: no such directory")
     root = Path(results_dir) / "runs"
-    wanted = set(runs) if runs is not None else None
-    rows: list[dict] = []
     if not root.is_dir():
-        return rows
+        raise DataError(f"--results {results_dir}: no runs/ directory in it (expected results/<config-name>)")
+    wanted = set(runs) if runs is not None else None
+    if wanted is not None:
+        unknown = sorted(f"{m}/{r}" for m, r in wanted if not (root / m / r).is_dir())
+        if unknown:
+            raise DataError(f"--runs: no such run under {root}: {', '.join(unknown)}")
+    rows: list[dict] = []
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for run_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
             model, run = model_dir.name, run_dir.name

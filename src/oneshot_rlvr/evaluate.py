@@ -6,8 +6,10 @@ problem in one request, n=k), graded by every requested grader (`oneshot_rlvr.gr
 written to `OUT/<bench>/samples.jsonl` then `OUT/<bench>/summary.json` (docs/contracts.md).
 summary.json is written last and atomically, so its existence means the pair is complete; such
 pairs are skipped unless `overwrite` -- or unless the summary records another checkpoint fingerprint
-(weights rewritten since, e.g. a retrained run), so a rerun never keeps results of old weights. Model output is only ever parsed, never executed (the
-harness's Python tool-call loop is deliberately left out, see docs/evaluation.md).
+(weights rewritten since, e.g. a retrained run), so a rerun never keeps results of old weights. A
+summary of another model, or lacking an asked grader, is an error (never reused, never silently
+replaced). Model output is only ever parsed, never executed (the harness's Python tool-call loop is
+deliberately left out, see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -81,10 +83,15 @@ class EvalOptions:
             raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"--samples must be >= 1, got {self.samples}")
-        if self.temperature is not None and self.temperature < 0:
-            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
+        # `not x >= 0` rather than `x < 0`: nan compares false both ways and must be refused too
+        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ConfigError(f"--temperature must be a finite number >= 0, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:  # false for nan
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.grader_workers < 1:
+            raise ConfigError(f"--grader-workers must be >= 1, got {self.grader_workers}")
+        if not (math.isfinite(self.grader_timeout) and self.grader_timeout > 0):
+            raise ConfigError(f"--grader-timeout must be a finite number of seconds > 0, got {self.grader_timeout}")
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"--protocol: unknown protocol {self.protocol!r} (known: {', '.join(PROTOCOLS)})")
         if self.limit is not None and self.limit < 1:
@@ -433,6 +440,26 @@ def _check_same_settings(path: Path, existing: dict, benchmark: str, opts: EvalO
         )
 
 
+def _model_key(model) -> str:
+    # a local dir is one model however it is spelled (relative, absolute, via a link); a hub id as written
+    if isinstance(model, str) and Path(model).is_dir():
+        return str(Path(model).resolve())
+    return str(model)
+
+
+def _same_model(recorded, asked: str) -> bool:
+    return recorded == asked or _model_key(recorded) == _model_key(asked)
+
+
+def _check_has_graders(path: Path, existing: dict, opts: EvalOptions) -> None:
+    # a skipped benchmark must not silently lack a grader that was asked for
+    acc = existing.get("accuracy")
+    missing = [g for g in opts.graders if not isinstance(acc, dict) or g not in acc]
+    if missing:
+        raise ConfigError(f"{path} has no results for grader(s) {', '.join(missing)}; "
+                          f"pass --overwrite to re-evaluate with them, or use another --out")
+
+
 def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: EvalOptions, engine=None) -> dict:
     """Evaluate `model` on `benchmarks`; returns {benchmark: summary} (read back for skipped pairs).
 
@@ -454,12 +481,20 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
                 existing = json.loads(sp.read_text())
             except json.JSONDecodeError as exc:
                 raise DataError(f"{sp}: existing summary is not valid JSON ({exc.msg}); delete it or pass --overwrite") from None
-            if fingerprint and isinstance(existing, dict) and existing.get("checkpoint") not in (None, fingerprint):
+            if not isinstance(existing, dict):
+                raise DataError(f"{sp}: existing summary is not a JSON object; delete it or pass --overwrite")
+            # Another model's results are neither reused as this model's nor replaced without being asked to.
+            # (The same checkpoint dir with rewritten weights -- a retrained run -- is the same model: redone below.)
+            if "model" in existing and not _same_model(existing["model"], model):
+                raise ConfigError(f"{sp} holds the results of model {existing['model']!r}, not of --model {model!r}; "
+                                  f"pass --overwrite or use another --out")
+            if fingerprint and existing.get("checkpoint") not in (None, fingerprint):
                 print(f"[evaluate] {sp}: made from other weights of {model} (rewritten since); re-evaluating",
                       file=sys.stderr)
                 pending.append(b)
                 continue
             _check_same_settings(sp, existing, b, opts)
+            _check_has_graders(sp, existing, opts)
             results[b] = existing
         else:
             pending.append(b)

@@ -41,11 +41,52 @@ def _remove_dir(path: Path) -> None:
     shutil.rmtree(doomed)
 
 
+def _read_best(path: Path) -> tuple[set[int], set[int], int | None, set[int]]:
+    """(ranked steps, incomplete steps, best-average step or None, per-benchmark best steps) of best.json;
+    anything malformed is a DataError naming the file (deleting on a misread would lose checkpoints)."""
+    try:
+        best = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg}); rerun select-best") from None
+
+    def bad(what):
+        return DataError(f"{path}: {what}; rerun select-best")
+
+    def step(v, where):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise bad(f"{where} is not a step number: {v!r}")
+        return v
+
+    if not isinstance(best, dict):
+        raise bad("expected a JSON object")
+    steps = best.get("steps", [])
+    if not isinstance(steps, list):
+        raise bad("'steps' is not a list")
+    ranked = {step(v, "steps[]") for v in steps}
+    incomplete_map = best.get("incomplete_steps", {})
+    if not isinstance(incomplete_map, dict):
+        raise bad("'incomplete_steps' is not an object")
+    incomplete = set()
+    for k in incomplete_map:
+        if not k.isdigit():
+            raise bad(f"incomplete_steps key is not a step number: {k!r}")
+        incomplete.add(int(k))
+    avg = best.get("best_avg")
+    if avg and not isinstance(avg, dict):
+        raise bad("'best_avg' is not an object")
+    best_avg = step(avg.get("step"), "best_avg.step") if avg else None
+    per = best.get("per_benchmark", {})
+    if not isinstance(per, dict) or not all(isinstance(v, dict) for v in per.values()):
+        raise bad("'per_benchmark' is not an object of {\"step\", \"value\"} objects")
+    per_bench = {step(v.get("step"), f"per_benchmark.{b}.step") for b, v in per.items()}
+    return ranked, incomplete, best_avg, per_bench
+
+
 def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: list[str] | None = None,
           keep_optimizer: str = "last") -> dict:
     """Apply `policy` to run_dir/train/checkpoints/. With `benchmarks` (the run's evaluation list), a
-    step counts as evaluated only if eval/step_<k>/<bench>/summary.json exists for each of them;
-    without, best.json's steps minus its incomplete_steps are taken as evaluated."""
+    step counts as evaluated only if best.json ranked it and eval/step_<k>/<bench>/summary.json exists
+    for each of them; without, best.json's steps minus its incomplete_steps are taken as evaluated."""
     if policy not in POLICIES:
         raise ConfigError(f"keep_checkpoints: {policy!r} is not one of {list(POLICIES)}")
     if keep_optimizer not in OPTIMIZER_POLICIES:
@@ -54,22 +95,19 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: l
     best_path = run_dir / "best.json"
     if not best_path.is_file():
         raise DataError(f"{best_path}: missing; prune runs after select-best")
-    try:
-        best = json.loads(best_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{best_path}: not valid JSON ({exc.msg}); rerun select-best") from None
+    ranked, incomplete, best_avg, per_bench = _read_best(best_path)
     ckpts = {int(p.name[5:]): p for p in (run_dir / "train" / "checkpoints").glob("step_*")
              if p.name[5:].isdigit() and p.is_dir()}
     if benchmarks:
-        evaluated = {s for s in ckpts
-                     if all((run_dir / "eval" / f"step_{s}" / b / "summary.json").is_file() for b in benchmarks)}
+        # only steps best.json ranked: one evaluated after it was written (a stale best.json) may be the
+        # real best, which best.json cannot have kept
+        evaluated = {s for s in ckpts if s in ranked
+                     and all((run_dir / "eval" / f"step_{s}" / b / "summary.json").is_file() for b in benchmarks)}
     else:
-        incomplete = {int(k) for k in best.get("incomplete_steps", {})}
-        evaluated = {int(s) for s in best.get("steps", [])} - incomplete
-    per_bench = {int(v["step"]) for v in best.get("per_benchmark", {}).values()}
+        evaluated = ranked - incomplete
     keep: set[int] = set(ckpts) if policy == "all" else set()
-    if best.get("best_avg"):
-        keep.add(int(best["best_avg"]["step"]))
+    if best_avg is not None:
+        keep.add(best_avg)
     elif per_bench:  # a run without the six-benchmark average (e.g. MATH500 + AIME24): each one's best
         keep |= per_bench
     else:  # nothing could be ranked: delete nothing

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from oneshot_rlvr.errors import ConfigError
+from pathlib import Path
+
+from oneshot_rlvr.errors import ConfigError, DataError
 
 
 def add_arguments(p):
@@ -10,6 +12,15 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="CSV to write (columns of docs/contracts.md)")
     p.add_argument("--runs", nargs="*", default=None, metavar="MODEL/RUN",
                    help="only these runs (default: every run under RESULTS/runs)")
+
+
+def _has_rows(path) -> bool:
+    """Whether `path` is a CSV with at least one line after its header."""
+    try:
+        with Path(path).open() as fh:
+            return sum(1 for line, _ in zip(fh, range(2)) if line.strip()) > 1
+    except OSError:  # none there (or unreadable): nothing to protect
+        return False
 
 
 def run(args) -> int:
@@ -24,6 +35,11 @@ def run(args) -> int:
                 raise ConfigError(f"--runs expects MODEL/RUN, got {item!r}")
             runs.append((model, run_id))
     rows = collect(args.results, runs)
+    if not rows and _has_rows(args.out):
+        # nothing found is more likely a wrong --results / --runs than a tree that lost all its results
+        looked = f"runs {', '.join(args.runs)} of " if runs else ""
+        raise DataError(f"collect: no rows found in {looked}{args.results}; not replacing the non-empty {args.out} "
+                        f"(delete it first if an empty table is meant)")
     write_table(rows, args.out)
     print(f"{len(rows)} rows -> {args.out}")
     return 0

@@ -1,7 +1,8 @@
 """`rlvr evaluate`: evaluate one model (hub id or local dir) on math / ARC benchmarks.
 
 Writes OUT/<bench>/samples.jsonl and OUT/<bench>/summary.json (see docs/evaluation.md);
-benchmarks whose summary.json exists are skipped unless --overwrite.
+benchmarks whose summary.json exists are skipped unless --overwrite; a summary of another --model, or
+lacking an asked grader, is an error (--overwrite or another --out).
 """
 
 from __future__ import annotations

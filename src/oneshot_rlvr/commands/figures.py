@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from oneshot_rlvr.report.figures import FIGURES, make_figures
-    from oneshot_rlvr.report.longtable import load_metrics
+    from oneshot_rlvr.report.longtable import graders_in, load_metrics
     from oneshot_rlvr.report.tables import resolve_main_model
 
     names = list(FIGURES) if not args.figures else [f.strip() for f in args.figures.split(",") if f.strip()]
@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"--figures: unknown figure(s) {', '.join(unknown)} (known: {', '.join(FIGURES)})")
     metrics = load_metrics(args.metrics)
+    # as `rlvr tables`: an unknown grader would give empty figures, not an error
+    graders = graders_in(metrics)
+    if graders and args.grader not in graders:
+        raise ConfigError(f"--grader {args.grader!r}: no accuracy rows for it in {args.metrics} (graders: {', '.join(graders)})")
     model = resolve_main_model(metrics, args.model)
     for path in make_figures(metrics, args.out, model=model, grader=args.grader, names=names):
         print(path)

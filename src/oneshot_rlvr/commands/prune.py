@@ -17,7 +17,8 @@ def add_arguments(p):
     p.add_argument("--out", help="write the retention report (JSON) here")
     p.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
     p.add_argument("--benchmarks", help="the run's benchmarks (comma-separated): a step counts as evaluated only "
-                   "once each has eval/step_<k>/<bench>/summary.json (default: best.json's complete steps)")
+                   "once each has eval/step_<k>/<bench>/summary.json and best.json ranked it "
+                   "(default: best.json's complete steps)")
 
 
 def run(args) -> int:

@@ -10,6 +10,7 @@ average (and listed under "incomplete_steps") but still counts for the per-bench
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -92,6 +93,10 @@ def read_table(run_dir: Path, grader: str) -> dict[int, dict[str, float]]:
             value = acc[grader]
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise DataError(f"{summary}: accuracy[{grader!r}] is not a number")
+            # nan compares false with everything, so it would stick as the "best" (and prune would then
+            # delete the real best)
+            if not math.isfinite(value):
+                raise DataError(f"{summary}: accuracy[{grader!r}] is not a finite number: {value!r}")
             scores[summary.parent.name] = float(value)
         table[int(m.group(1))] = scores
     if not table:
