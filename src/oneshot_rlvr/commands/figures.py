@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         help="model key standing in for the paper's Qwen2.5-Math-1.5B "
-        "(default: qwen2.5-math-1.5b if present, else the only model in the table)",
+        "(default: qwen2.5-math-1.5b if present, else the model with the most runs; ties: alphabetical)",
     )
     parser.add_argument("--figures", default=None, help="comma-separated subset, e.g. fig1,fig5 (default: all)")
 
