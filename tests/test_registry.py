@@ -152,3 +152,47 @@ def test_score_pool_from_our_own_run():
     rp = plan.score_run()
     assert (rp.model, rp.run) == (M15, "dsr_sub--hvs500")
     assert rp.run_config["total_steps"] == 500 and rp.experiments == []
+
+
+def _edited(base, edit):
+    cfg = copy.deepcopy(base)
+    edit(cfg)
+    return cfg
+
+
+# What the dry run used to accept and only the job rejected (or worse: results/<..>/ is the repo root).
+@pytest.mark.parametrize("base, edit, message", [
+    (PAPER, lambda c: c.update(name=".."), "config key 'name': '..' does not match"),
+    (PAPER, lambda c: c.update(name="."), "config key 'name'"),
+    (PAPER, lambda c: c.update(name=".hidden"), "config key 'name'"),
+    (PAPER, lambda c: c["models"].update({"..": c["models"][M15]}), "'..' does not match"),
+    (DEMO, lambda c: c["datasets"]["pool16"].update(first=2),
+     "config key 'datasets.pool16.first': 2 rows < train_batch_size 4 of run tiny/pool16"),
+    (DEMO, lambda c: c["datasets"]["pool16"].update(first=5000),
+     "config key 'datasets.pool16.first': 5000 > the 1209 rows of source 'dsr_sub'"),
+    (PAPER, lambda c: c["datasets"]["pi1"].update(label_override=""), "config key 'datasets.pi1.label_override'"),
+    (PAPER, lambda c: c["variants"]["t5r11"].update(label_override=" "), "config key 'variants.t5r11.label_override'"),
+    (PAPER, lambda c: c["models"][M15].update(path="/no/such/model"),
+     "config key 'models.qwen2.5-math-1.5b.path': model directory not found: /no/such/model"),
+    (PAPER, lambda c: c["models"][M15].update(path="./models/qwen"),
+     "config key 'models.qwen2.5-math-1.5b.path': model directory not found: ./models/qwen"),
+    (PAPER, lambda c: c["models"][M15].update(path="resources/toy"), "resources/toy has no config.json"),
+    (PAPER, lambda c: c.update(commands={"train": "torchrun --nproc_per_node={gpu} -m oneshot_rlvr.cli train"}),
+     "config key 'commands.train': unknown placeholder {gpu} (allowed: {gpus}"),
+    (PAPER, lambda c: c.update(commands={"train": "torchrun --nproc_per_node={gpus -m oneshot_rlvr.cli train"}),
+     "config key 'commands.train': not a valid command template"),
+])
+def test_job_time_failures_are_caught_at_plan_time(base, edit, message):
+    with pytest.raises(ConfigError) as exc:
+        plan_of(_edited(base, edit))
+    assert message in str(exc.value)
+
+
+def test_model_paths_that_stay_accepted():
+    # a hub id needs no local copy; an existing local model dir with build: null is used as it is
+    cfg = _edited(PAPER, lambda c: c["models"][M15].update(path="Qwen/Qwen2.5-Math-1.5B"))
+    assert plan_of(cfg).model_path(M15) == "Qwen/Qwen2.5-Math-1.5B"
+    cfg = _edited(PAPER, lambda c: c["models"][M15].update(path="resources/toy/model"))
+    assert plan_of(cfg).model_path(M15) == "resources/toy/model"
+    cfg = _edited(PAPER, lambda c: c.update(commands={"train": "torchrun --nproc_per_node={gpus} -m x train"}))
+    assert plan_of(cfg).cfg["commands"]["train"].format(gpus=2).startswith("torchrun --nproc_per_node=2 ")

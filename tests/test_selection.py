@@ -115,3 +115,54 @@ def test_cli_score_pool_rejects_unknown_index(tmp_path, capsys):
                "--out", str(tmp_path / "o.json")])
     assert rc == 2 and "99999" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("bad", [
+    "[1]",
+    json.dumps({"step": 2, "acc/by_index": {"a": 0.5}}),
+    json.dumps({"step": 2, "acc/by_index": {"1": "x"}}),
+    json.dumps({"step": 2, "acc/by_index": {"1": None}}),
+])
+def test_bad_metrics_line_names_file_and_line(tmp_path, capsys, bad):
+    m = tmp_path / "metrics.jsonl"
+    m.write_text(json.dumps({"step": 1, "acc/by_index": {"1": 0.5}}) + "\n" + bad + "\n")
+    with pytest.raises(DataError, match=r"metrics\.jsonl: line 2"):
+        history_from_metrics(m)
+    out = tmp_path / "h.json"
+    rc = main(["score-pool", "--metrics", str(m), "--pool", str(RESOURCES / "train" / "dsr_sub.jsonl"),
+               "--out", str(out)])
+    assert rc == 2 and "line 2" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("row, field", [
+    ([1, 2], "expected a JSON object"),
+    ({"prompt": [{"role": "user", "content": "1+1?"}], "reward_model": {"ground_truth": "2"}, "extra_info": "x"},
+     "extra_info.index"),
+    ({"prompt": [{"role": "user", "content": "1+1?"}], "extra_info": {"index": 1}}, "reward_model.ground_truth"),
+])
+def test_pool_of_another_format_names_file_and_field(tmp_path, capsys, row, field):
+    pool, hist = tmp_path / "pool.jsonl", tmp_path / "h.json"
+    pool.write_text(json.dumps(row) + "\n")
+    hist.write_text(json.dumps({"1": [0.5, 1.0]}))
+    for cmd in ("score-pool", "rank"):
+        out = tmp_path / f"{cmd}.out"
+        assert main([cmd, "--history", str(hist), "--pool", str(pool), "--out", str(out)]) == 2, cmd
+        err = capsys.readouterr().err
+        assert f"{pool}: line 1" in err and field in err, (cmd, err)
+        assert not out.exists()
+
+
+def test_one_index_under_two_keys_is_an_error(tmp_path, capsys):
+    hist = tmp_path / "h.json"
+    hist.write_text(json.dumps({"7": [0.0, 1.0], "07": [1.0, 0.0]}))  # was ranked pi1 = pi2 = 7
+    with pytest.raises(DataError, match="keys '7' and '07' are the same pool index 7"):
+        load_history(hist)
+    assert main(["rank", "--history", str(hist), "--out", str(tmp_path / "r.csv")]) == 2
+    assert "'07'" in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
+
+
+def test_ranking_with_a_repeated_index_is_an_error(tmp_path):
+    p = tmp_path / "ranking.csv"
+    p.write_text("pi_rank,dsr_sub_index\n1,124\n2,267\n3,124\n")
+    with pytest.raises(DataError, match="row 4: dsr_sub_index 124 repeats row 2"):
+        read_ranking(p)

@@ -96,3 +96,61 @@ def test_refuses_to_overwrite_a_model(world, model_dir, capsys):
     assert rlvr(["pretrain-toy", "--world", str(world), "--out", str(model_dir), *TINY]) == 2
     assert "already holds a model" in capsys.readouterr().err
     assert rlvr(["pretrain-toy", "--world", str(model_dir), "--out", str(model_dir / "x"), *TINY]) == 2
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--lr", "-1"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--heads", "2", "--kv-heads", "3"], "--kv-heads 3 must divide --heads 2"),
+    (["--threads", "-2"], "--threads"),
+    (["--minutes", "-1"], "--minutes"),  # used to save an untrained model with exit 0
+    (["--intermediate-size", "0"], "--intermediate-size"),
+    (["--corpus-size", "2"], "--corpus-size"),  # fewer examples than one batch: no batch at all
+])
+def test_bad_flags_fail_up_front_and_save_nothing(world, tmp_path, capsys, flags, named):
+    out = tmp_path / "m"
+    assert rlvr(["pretrain-toy", "--world", str(world), "--out", str(out), *TINY, *flags]) == 2
+    assert named in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_minutes_cap_before_the_first_step_saves_nothing(world, tmp_path):
+    from oneshot_rlvr.errors import DataError
+    from oneshot_rlvr.toy.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(steps=3, batch_size=4, corpus_size=8, hidden_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+                         minutes=1e-9, progress=False)
+    with pytest.raises(DataError, match="before the first training step"):
+        pretrain(world, tmp_path / "m", cfg)
+    assert not (tmp_path / "m").exists()
+
+
+# --------------------------------------------------------------------------- rlvr build-tiny-model
+
+
+def test_build_tiny_model_refuses_to_overwrite_a_model(tmp_path, capsys):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"trained weights")
+    assert rlvr(["build-tiny-model", "--out", str(out), "--layers", "1"]) == 2
+    assert "already holds a model; pass --overwrite" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == b"trained weights"
+    assert (out / "config.json").read_text() == "{}"
+    # the explicit flag replaces it (as pretrain-toy's --overwrite does)
+    assert rlvr(["build-tiny-model", "--out", str(out), "--layers", "1", "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--layers", "-1"], "--layers"),
+    (["--layers", "0"], "--layers"),  # 0 was silently the default depth
+    (["--hidden-size", "0"], "--hidden-size"),
+    (["--hidden-size", "100"], "--hidden-size"),  # head_dim 25 < 32
+])
+def test_build_tiny_model_bad_shape_names_the_flag(tmp_path, capsys, flags, named):
+    out = tmp_path / "m"
+    assert rlvr(["build-tiny-model", "--out", str(out), *flags]) == 2
+    assert named in capsys.readouterr().err
+    assert not out.exists()

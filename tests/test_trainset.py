@@ -146,3 +146,47 @@ def test_bad_rows_name_the_line(tmp_path, capsys):
     assert main(["prepare-data", "--input", str(f), "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "line 2 is not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_make_train_set_never_writes_over_its_input(tmp_path, capsys, monkeypatch):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_bytes(POOL_FILE.read_bytes())
+    ranking_csv = tmp_path / "ranking.csv"
+    ranking_csv.write_bytes((RESOURCES / "selection" / "hvs_ranking_qwen2.5-math-1.5b_step500.csv").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for out in (str(pool), "./pool.jsonl", "sub/../pool.jsonl"):  # the same file, spelled differently
+        assert main(["make-train-set", "--pool", str(pool), "--first", "4", "--out", out]) == 2
+        assert "is the --pool file" in capsys.readouterr().err
+    assert main(["make-train-set", "--pool", "pool.jsonl", "--ranking", str(ranking_csv), "--ranks", "1",
+                 "--batch-size", "4", "--out", "ranking.csv"]) == 2
+    assert "is the --ranking file" in capsys.readouterr().err
+    assert pool.read_bytes() == POOL_FILE.read_bytes()
+    assert ranking_csv.read_bytes() == (RESOURCES / "selection" / "hvs_ranking_qwen2.5-math-1.5b_step500.csv").read_bytes()
+
+
+def test_make_train_set_bad_ranks_is_a_usage_error(tmp_path, capsys):
+    # argparse's own error (usage + message, exit 2), not an exception escaping parse_args
+    with pytest.raises(SystemExit) as exc:
+        main(["make-train-set", "--pool", str(POOL_FILE), "--ranks", "1,a", "--out", str(tmp_path / "o.jsonl")])
+    assert exc.value.code == 2
+    assert "--ranks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--first", "0"], "--first 0 out of range 1..1209"),  # was: the whole pool
+    (["--first", "99999"], "--first 99999 out of range 1..1209"),
+    (["--label-noise", "0"], "label_noise must be in (0, 1], got 0.0"),  # was: accepted, no noise
+])
+def test_make_train_set_out_of_range_values(tmp_path, capsys, flags, message):
+    out = tmp_path / "o.jsonl"
+    assert main(["make-train-set", "--pool", str(POOL_FILE), *flags, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_prepare_data_out_is_a_directory(tmp_path, capsys):
+    out = tmp_path / "sources"
+    out.mkdir()
+    assert main(["prepare-data", "--input", str(POOL_FILE), "--out", str(out)]) == 2
+    assert f"--out {out} is a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sources"] and not any(out.iterdir())  # no .tmp left

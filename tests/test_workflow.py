@@ -219,3 +219,28 @@ def test_demo_tiny_end_to_end_and_idempotent(workdir):
     assert any((res / "tables").glob("*.md")) and any((res / "figures").glob("*.png"))
     again = snakemake(workdir, "-n", "--configfile", "config/demo_tiny.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def _dotdot_name(cfg):
+    cfg["name"] = ".."
+    cfg["models"]["tiny"]["path"] = "results/../models/tiny"  # consistent, so only the name is wrong
+
+
+def _train_command_typo(cfg):
+    cfg["commands"] = {"train": "torchrun --nproc_per_node={gpu} -m oneshot_rlvr.cli train"}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_dotdot_name, "config key 'name': '..' does not match"),  # results/../ is the repository root
+    (_train_command_typo, "config key 'commands.train': unknown placeholder {gpu} (allowed: {gpus}"),
+])
+def test_config_error_in_paths_and_commands_stops_the_dry_run(workdir, edit, message):
+    cfg = yaml.safe_load((REPO / "config" / "demo_tiny.yaml").read_text())
+    edit(cfg)
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    r = snakemake(workdir, "-n", "--configfile", str(bad))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert message in out, out[-3000:]
+    assert "Job stats" not in out

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from oneshot_rlvr import TOKENIZER_DIR
-from oneshot_rlvr.errors import RlvrError
+from oneshot_rlvr.errors import ConfigError, RlvrError
 
 TINY_SHAPE = dict(
     hidden_size=128,
@@ -75,11 +75,20 @@ def load_model(path: str, dtype, device: str):
     return model.to(device)
 
 
-def build_tiny_model(out: str | Path, seed: int = 0, tokenizer_dir: str | Path = TOKENIZER_DIR, **shape) -> Path:
-    """Random-init Qwen2ForCausalLM with the real Qwen2.5-Math config's vocab/special tokens, saved with its tokenizer."""
+def build_tiny_model(out: str | Path, seed: int = 0, tokenizer_dir: str | Path = TOKENIZER_DIR,
+                     overwrite: bool = False, **shape) -> Path:
+    """Random-init Qwen2ForCausalLM with the real Qwen2.5-Math config's vocab/special tokens, saved with its tokenizer.
+
+    An existing model folder (config.json present) is replaced only with `overwrite`, as `pretrain-toy` does."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a model directory")
+    if (out / "config.json").exists() and not overwrite:
+        # weights of a model other runs were trained/evaluated from must not change silently
+        raise ConfigError(f"{out} already holds a model; pass --overwrite to replace it")
     tokenizer_dir = Path(tokenizer_dir)
     base = json.loads((tokenizer_dir / "config.json").read_text())
     cfg = {k: v for k, v in base.items() if k not in ("architectures", "transformers_version", "torch_dtype")}
@@ -93,7 +102,6 @@ def build_tiny_model(out: str | Path, seed: int = 0, tokenizer_dir: str | Path =
         raise RlvrError(f"tiny model head_dim {head_dim} < 32: vLLM's CPU attention rejects it")
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(torch.float32)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok = load_tokenizer(str(tokenizer_dir))

@@ -256,6 +256,50 @@ def _check_recipe(recipe: dict, key: str) -> None:
             runconfig._check_type(k, v, hints[k])
     except RlvrError as exc:
         raise ConfigError(f"config key '{key}': {exc}") from None
+    if isinstance(recipe.get("label_override"), str) and not recipe["label_override"].strip():
+        # an empty label can never be matched: every reward would be 0 (null = the dataset's labels)
+        raise ConfigError(f"config key '{key}.label_override': must be a non-empty label or null")
+
+
+TRAIN_PLACEHOLDERS = ("gpus",)
+
+
+def _check_train_command(command: str) -> None:
+    """commands.train is str.format-ed per job (common.smk): a typo like {gpu} must fail at plan time,
+    not as a KeyError inside a Snakemake input function."""
+    import string
+
+    allowed = ", ".join(f"{{{p}}}" for p in TRAIN_PLACEHOLDERS)
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
+        for f in fields:
+            if f not in TRAIN_PLACEHOLDERS:
+                raise ConfigError(f"config key 'commands.train': unknown placeholder {{{f}}} "
+                                  f"(allowed: {allowed}; write {{{{ }}}} for a literal brace)")
+        command.format(**{p: 1 for p in TRAIN_PLACEHOLDERS})
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise ConfigError(f"config key 'commands.train': not a valid command template ({exc}); "
+                          f"placeholders allowed: {allowed}, write {{{{ }}}} for a literal brace") from None
+
+
+def _check_model_path(name: str, m: dict, root: Path) -> None:
+    """A local model directory that nothing builds (build: null) must exist now, not only when a job
+    loads it. The local/hub-id rule is modeling.check_model_path's (the one the jobs apply), with
+    relative paths taken from the workflow directory."""
+    if m.get("build"):
+        return
+    path = m["path"]
+    p = Path(path)
+    local = p if p.is_absolute() else root / p
+    looks_local = p.is_absolute() or path.startswith(".") or local.exists() or path.count("/") != 1
+    if not looks_local:
+        return  # a hub id (org/name): downloaded or found in the HF cache by the job
+    key = f"config key 'models.{name}.path'"
+    if not local.is_dir():
+        raise ConfigError(f"{key}: model directory not found: {path} (a hub id is 'org/name'; a model a rule "
+                          f"builds needs 'build: tiny' or 'build: toy')")
+    if not (local / "config.json").is_file():
+        raise ConfigError(f"{key}: {path} has no config.json (not a HF model directory)")
 
 
 def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str | Path | None = None) -> Plan:
@@ -266,6 +310,7 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     check_schema(cfg, schema_path)
     root = Path(root)
     models, datasets, variants = cfg["models"], cfg["datasets"], cfg["variants"]
+    _check_train_command(cfg["commands"]["train"])
 
     # sources and the pool
     for name, rel in cfg["sources"].items():
@@ -274,12 +319,19 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     if cfg["pool"] not in cfg["sources"]:
         raise _unknown("source", "pool", cfg["pool"], cfg["sources"])
     pool_size = _count_rows(root / cfg["sources"][cfg["pool"]])
+    counted: dict[str, int] = {cfg["pool"]: pool_size}
+
+    def source_rows(source: str) -> int:
+        if source not in counted:
+            counted[source] = _count_rows(root / cfg["sources"][source])
+        return counted[source]
 
     # models
     for name, m in models.items():
         if m.get("build") and Path(m["path"]).as_posix() != f"results/{cfg['name']}/models/{name}":
             raise ConfigError(f"config key 'models.{name}.path': a built model lives at "
                               f"'results/{cfg['name']}/models/{name}', got '{m['path']}'")
+        _check_model_path(name, m, root)
         if m["eval_every"] > m["total_steps"]:
             raise ConfigError(f"config key 'models.{name}.eval_every': {m['eval_every']} > total_steps {m['total_steps']}")
         _check_recipe(m.get("recipe", {}), f"models.{name}.recipe")
@@ -317,6 +369,11 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
                               f"{cfg['train_batch_size']}")
         if "first" in d and ("ranks" in d or "random" in d):
             raise ConfigError(f"config key '{key}.first': only for full-set datasets (no 'ranks'/'random')")
+        if "first" in d and d["first"] > source_rows(src):
+            raise ConfigError(f"config key '{key}.first': {d['first']} > the {source_rows(src)} rows of source '{src}'")
+        if "label_override" in d and not d["label_override"].strip():
+            raise ConfigError(f"config key '{key}.label_override': must be a non-empty label (remove the key to "
+                              f"keep the dataset's own labels)")
 
     # experiments -> runs
     runs: dict[tuple[str, str], RunPlan] = {}
@@ -397,6 +454,14 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
                               f"(or make them differ, e.g. by seed)")
         recipes[key] = rp.run
         rp.steps = eval_steps(rc.total_steps, rc.save_freq)
+        d = datasets[rp.dataset]
+        if "ranks" not in d and "random" not in d and rc.drop_last:
+            # a full set is not duplicated: fewer rows than one batch fails in the trainer's sampler
+            n_rows = d.get("first") or source_rows(d.get("source", cfg["pool"]))
+            where = f"datasets.{rp.dataset}.first" if "first" in d else f"datasets.{rp.dataset}.source"
+            if n_rows < rc.train_batch_size:
+                raise ConfigError(f"config key '{where}': {n_rows} rows < train_batch_size {rc.train_batch_size} "
+                                  f"of run {rp.model}/{rp.run} (a full-set dataset is not duplicated to the batch)")
         if sp["source"] == "run" and (rp.model, rp.run) == (sp["model"], sp["run"]) and rc.total_steps < sp["up_to_step"]:
             raise ConfigError(f"config key 'score_pool.up_to_step': {sp['up_to_step']} > total_steps "
                               f"{rc.total_steps} of the scoring run")

@@ -51,11 +51,15 @@ def load_history(path: str | Path) -> dict[str, list[float]]:
 def check_history(data, where: str) -> dict[str, list[float]]:
     if not isinstance(data, dict) or not data:
         raise DataError(f"{where}: expected a non-empty mapping of pool index -> list of accuracies")
+    seen: dict[int, str] = {}
     for key, values in data.items():
         try:
-            int(key)
+            index = int(key)
         except ValueError:
             raise DataError(f"{where}: key {key!r} is not a pool index (an integer)") from None
+        if index in seen:  # "7" and "07" would be ranked as two examples (pi_k = pi_k+1 = 7)
+            raise DataError(f"{where}: keys {seen[index]!r} and {key!r} are the same pool index {index}")
+        seen[index] = key
         if not isinstance(values, list) or not values:
             raise DataError(f"{where}: key {key!r}: expected a non-empty list of accuracies")
         for i, v in enumerate(values):
@@ -105,6 +109,7 @@ def read_ranking(path: str | Path) -> list[int]:
             raise DataError(f"{path}: expected columns pi_rank, dsr_sub_index")
         rows = list(reader)
     out = []
+    seen: dict[int, int] = {}
     for lineno, row in enumerate(rows, 2):
         try:
             rank, index = int(row["pi_rank"]), int(row["dsr_sub_index"])
@@ -112,10 +117,23 @@ def read_ranking(path: str | Path) -> list[int]:
             raise DataError(f"{path}: row {lineno}: pi_rank and dsr_sub_index must be integers") from None
         if rank != len(out) + 1:
             raise DataError(f"{path}: row {lineno}: pi_rank {rank} out of sequence (expected {len(out) + 1})")
+        if index in seen:  # one example at two ranks: a pi-set could repeat it silently
+            raise DataError(f"{path}: row {lineno}: dsr_sub_index {index} repeats row {seen[index]}")
+        seen[index] = lineno
         out.append(index)
     if not out:
         raise DataError(f"{path}: empty ranking")
     return out
+
+
+def pool_labels(path: str | Path) -> dict[int, str]:
+    """Pool index -> ground truth of a pool JSONL, checked as `prepare-data` checks it (a file of another
+    format is a DataError naming the file, line and field, not a KeyError)."""
+    from oneshot_rlvr.trainset import ground_truth, read_rows, validate_rows
+
+    rows = read_rows(path)
+    validate_rows(rows, str(path))
+    return {r["extra_info"]["index"]: ground_truth(r) for r in rows}
 
 
 def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None) -> dict[str, list[float]]:
@@ -131,6 +149,9 @@ def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None
     history: dict[str, list[float]] = {}
     seen_step = False
     for lineno, rec in iter_jsonl(metrics_path):
+        at = f"{metrics_path}: line {lineno}"
+        if not isinstance(rec, dict):
+            raise DataError(f"{at}: expected a JSON object (one training step), got {type(rec).__name__}")
         step = rec.get("step")
         if up_to_step is not None and isinstance(step, int) and step > up_to_step:
             break
@@ -138,10 +159,21 @@ def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None
         if by_index is None:
             continue
         if not isinstance(by_index, dict):
-            raise DataError(f"{metrics_path}: line {lineno}: 'acc/by_index' must be a mapping index -> accuracy")
+            raise DataError(f"{at}: 'acc/by_index' must be a mapping index -> accuracy")
         seen_step = True
-        for key in sorted(by_index, key=lambda k: int(k)):
-            history.setdefault(str(int(key)), []).append(float(by_index[key]))
+        parsed: dict[int, float] = {}
+        for key, value in by_index.items():
+            try:
+                index = int(key)
+            except ValueError:
+                raise DataError(f"{at}: 'acc/by_index' key {key!r} is not a pool index (an integer)") from None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise DataError(f"{at}: 'acc/by_index' key {key!r}: accuracy must be a number, got {value!r}")
+            if index in parsed:
+                raise DataError(f"{at}: 'acc/by_index' lists pool index {index} twice")
+            parsed[index] = float(value)
+        for index in sorted(parsed):
+            history.setdefault(str(index), []).append(parsed[index])
     if not seen_step:
         raise DataError(f"{metrics_path}: no step with 'acc/by_index' (was the run logged by `rlvr train`?)")
     return check_history(history, str(metrics_path))

@@ -225,13 +225,16 @@ def build_train_set(pool: list[dict], *, ranking: list[int] | None = None, ranks
     elif random_n is not None:
         rows = select_random(pool, random_n, seed)
     else:
-        rows = pool[:first] if first else list(pool)
+        if first is not None and not 1 <= first <= len(pool):
+            # 0 or more than the pool used to mean "everything" silently
+            raise DataError(f"--first {first} out of range 1..{len(pool)} (the source has {len(pool)} rows)")
+        rows = pool[:first] if first is not None else list(pool)
     few_shot = ranks is not None or random_n is not None
     info: dict = {"examples": [r["extra_info"]["index"] for r in rows], "few_shot": few_shot}
     if label_override is not None:
         rows = override_labels(rows, label_override)
     noised: list[int] = []
-    if label_noise:
+    if label_noise is not None:  # 0 is rejected by add_label_noise, not skipped
         rows, noised = add_label_noise(rows, label_noise, noise_seed)
         info["noised_examples"] = [rows[i]["extra_info"]["index"] for i in noised]
     if few_shot:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 
 def _ranks(text: str) -> list[int]:
-    from oneshot_rlvr.errors import ConfigError
+    import argparse
 
+    # ArgumentTypeError, not ConfigError: this runs inside parse_args, outside the CLI's error handling
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError(f"--ranks expects comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expects comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(p):
@@ -23,15 +24,24 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of --random")
     p.add_argument("--batch-size", type=int, default=None, help="few-shot sets are repeated to this many rows")
     p.add_argument("--label-override", default=None, help="replace every ground truth by this label")
-    p.add_argument("--label-noise", type=float, default=None, help="share of labels to corrupt (0-1]")
+    p.add_argument("--label-noise", type=float, default=None, help="share of labels to corrupt, in (0, 1]")
     p.add_argument("--noise-seed", type=int, default=0)
     p.add_argument("--out", required=True, help="training JSONL to write")
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from oneshot_rlvr.errors import ConfigError
     from oneshot_rlvr.selection import read_ranking
     from oneshot_rlvr.trainset import build_train_set, read_rows, validate_rows, write_rows
 
+    # resolved, so that ./pool.jsonl, a symlink or an absolute path to an input are all caught
+    out = Path(args.out).resolve()
+    for flag, path in (("--pool", args.pool), ("--ranking", args.ranking)):
+        if path and Path(path).resolve() == out:
+            raise ConfigError(f"--out {args.out} is the {flag} file: writing it would replace the input; "
+                              f"choose another --out")
     pool = read_rows(args.pool)
     validate_rows(pool, args.pool)
     ranking = read_ranking(args.ranking) if args.ranking else None

@@ -31,18 +31,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every flag up front (before the corpus is built), so a bad value never crashes mid-run or
+    saves an untrained model."""
+    import math
+
+    from oneshot_rlvr.errors import ConfigError
+
+    for key in ("steps", "batch_size", "corpus_size", "hidden_size", "layers", "heads", "kv_heads",
+                "intermediate_size"):
+        if getattr(args, key) <= 0:
+            raise ConfigError(f"--{key.replace('_', '-')} must be > 0, got {getattr(args, key)}")
+    if not 0 <= args.slip_rate <= 1:
+        raise ConfigError(f"--slip-rate must be in [0, 1], got {args.slip_rate}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ConfigError(f"--lr must be a finite number > 0, got {args.lr}")
+    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise ConfigError(f"--minutes must be a finite number > 0 (or left out), got {args.minutes}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.heads % args.kv_heads:
+        raise ConfigError(f"--kv-heads {args.kv_heads} must divide --heads {args.heads} (grouped-query attention)")
+    if args.hidden_size % args.heads or args.hidden_size // args.heads < 32:
+        raise ConfigError(f"--hidden-size {args.hidden_size} must be a multiple of --heads {args.heads} with "
+                          f"hidden_size / heads >= 32 (vLLM's CPU attention)")
+    if args.corpus_size < args.batch_size:
+        raise ConfigError(f"--corpus-size {args.corpus_size} must be >= --batch-size {args.batch_size}")
+
+
 def run(args: argparse.Namespace) -> int:
     from oneshot_rlvr.errors import ConfigError
     from oneshot_rlvr.toy.pretrain import PretrainConfig, pretrain
 
     if (args.out / "config.json").exists() and not args.overwrite:
         raise ConfigError(f"{args.out} already holds a model; pass --overwrite to replace it")
-    for key in ("steps", "batch_size", "corpus_size", "hidden_size", "layers", "heads", "kv_heads"):
-        if getattr(args, key) <= 0:
-            raise ConfigError(f"--{key.replace('_', '-')} must be > 0, got {getattr(args, key)}")
-    if not 0 <= args.slip_rate <= 1:
-        raise ConfigError(f"--slip-rate must be in [0, 1], got {args.slip_rate}")
-    if args.threads:
+    check_args(args)
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)

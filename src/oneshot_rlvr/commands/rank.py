@@ -10,11 +10,10 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from oneshot_rlvr.selection import load_history, rank_examples, write_ranking
-    from oneshot_rlvr.trainset import ground_truth, read_rows
+    from oneshot_rlvr.selection import load_history, pool_labels, rank_examples, write_ranking
 
     ranking = rank_examples(load_history(args.history))
-    labels = {r["extra_info"]["index"]: ground_truth(r) for r in read_rows(args.pool)} if args.pool else None
+    labels = pool_labels(args.pool) if args.pool else None
     write_ranking(ranking, args.out, labels)
     top = ", ".join(f"pi{e.pi_rank}={e.index}" for e in ranking[:3])
     print(f"ranked {len(ranking)} examples ({top}, ...) -> {args.out}")

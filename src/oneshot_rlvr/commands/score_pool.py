@@ -21,11 +21,10 @@ def run(args) -> int:
     from pathlib import Path
 
     from oneshot_rlvr.errors import DataError
-    from oneshot_rlvr.selection import history_from_metrics, load_history
-    from oneshot_rlvr.trainset import read_rows
+    from oneshot_rlvr.selection import history_from_metrics, load_history, pool_labels
 
     history = load_history(args.history) if args.history else history_from_metrics(args.metrics, args.up_to_step)
-    pool_index = {r.get("extra_info", {}).get("index") for r in read_rows(args.pool)}
+    pool_index = set(pool_labels(args.pool))
     missing = [k for k in history if int(k) not in pool_index]
     if missing:
         raise DataError(f"{args.history or args.metrics}: index {missing[0]} is not in the pool {args.pool}")

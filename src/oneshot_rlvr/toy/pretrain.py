@@ -195,6 +195,9 @@ def pretrain(world: Path, out: Path, cfg: PretrainConfig) -> dict:
         step = cfg.steps
     if bar is not None:
         bar.close()
+    if step == 0:  # a cap hit before the first step: saving would pass off random weights as a base model
+        raise DataError(f"pretrain-toy: --minutes {cfg.minutes} ran out before the first training step "
+                        f"(building the corpus took {time.time() - t0:.0f} s); nothing saved")
     train_seconds = time.time() - t_train
 
     out.mkdir(parents=True, exist_ok=True)
