@@ -27,6 +27,27 @@ def test_balanced_partition_hand_worked_example():
     assert packing.balanced_partitions([2, 9, 4], 3) == [[1], [2], [0]]
 
 
+def test_equal_size_partition_hand_worked_example():
+    # verl's _balance_batch over ranks: the sorted lengths in consecutive k-groups, one per set, are the
+    # starting states: {2:3}|{3:3} (spread 0), {5:2}|{4:1} (1), {0:5}|{1:4} (1). The spread-1 states merge
+    # first (ties: the larger first set pops first), largest set with smallest: {1,5}|{0,4} (6|6); then with
+    # {3}|{2}: {1,5,2}|{0,4,3}
+    assert packing.balanced_partitions([5, 4, 3, 3, 1, 2], 2, equal_size=True) == [[1, 2, 5], [0, 3, 4]]
+    with pytest.raises(ValueError, match="7 sequences into 2 partitions of equal size"):
+        packing.balanced_partitions([1] * 7, 2, equal_size=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_equal_size_partition_is_balanced_with_equal_counts(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(150, 3212) for _ in range(1024)]
+    parts = packing.balanced_partitions(lengths, 8, equal_size=True)
+    assert [len(p) for p in parts] == [128] * 8
+    assert sorted(i for p in parts for i in p) == list(range(1024))
+    sums = [sum(lengths[i] for i in p) for p in parts]
+    assert max(sums) - min(sums) <= max(lengths)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_balanced_partition_is_a_partition_and_balanced(seed):
     rng = random.Random(seed)

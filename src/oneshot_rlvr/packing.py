@@ -83,17 +83,24 @@ class _State:
         self.bins.sort(key=_Bin.key, reverse=True)
 
 
-def balanced_partitions(lengths: list[int], k: int) -> list[list[int]]:
+def balanced_partitions(lengths: list[int], k: int, equal_size: bool = False) -> list[list[int]]:
     """Split indices 0..len-1 into k non-empty sets of nearly equal total length (largest
-    differencing, as verl's `get_seqlen_balanced_partitions(..., equal_size=False)`); each set sorted,
-    sets in decreasing order of total."""
+    differencing, as verl's `get_seqlen_balanced_partitions`); each set sorted, sets in decreasing
+    order of total. `equal_size`: every set holds len/k indices (verl's `_balance_batch` over
+    data-parallel ranks), else any count (its micro-batches)."""
     if not 1 <= k <= len(lengths):
-        raise ValueError(f"cannot split {len(lengths)} sequences into {k} micro-batches")
+        raise ValueError(f"cannot split {len(lengths)} sequences into {k} partitions")
+    if equal_size and len(lengths) % k:
+        raise ValueError(f"cannot split {len(lengths)} sequences into {k} partitions of equal size")
+    order = sorted((n, i) for i, n in enumerate(lengths))
+    # the starting states: one sequence each, or (equal_size) k consecutive ones, one per set
+    groups = [order[o:o + k] for o in range(0, len(order), k)] if equal_size else [[x] for x in order]
     heap = []
-    for length, i in sorted((n, i) for i, n in enumerate(lengths)):
+    for group in groups:
         bins = [_Bin() for _ in range(k)]
-        bins[0].items.append((i, length))
-        bins[0].total = length
+        for b, (length, i) in zip(bins, group):
+            b.items.append((i, length))
+            b.total = length
         heapq.heappush(heap, _State(bins))
     while len(heap) > 1:
         a = heapq.heappop(heap)
@@ -102,7 +109,7 @@ def balanced_partitions(lengths: list[int], k: int) -> list[list[int]]:
         heapq.heappush(heap, a)
     parts = [sorted(i for i, _ in b.items) for b in heap[0].bins]
     if any(not p for p in parts):  # cannot happen with k <= len; guards the invariant the trainer relies on
-        raise AssertionError("empty micro-batch in a balanced partition")
+        raise AssertionError("empty partition")
     return parts
 
 
