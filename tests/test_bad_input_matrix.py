@@ -36,7 +36,7 @@ DEMO = yaml.safe_load((REPO / "config" / "demo_tiny.yaml").read_text())
 @dataclass
 class Case:
     id: str
-    layer: str  # workflow | train | prepare-data
+    layer: str  # workflow | train | train-config (make writes RUN.yaml) | train-set (make gives --set) | prepare-data
     make: Callable  # (tmp_path, tiny_model_dir) -> workflow config dict, or overrides / input path
     message: str  # regex the one-line error must match (it names the key / file / row)
 
@@ -75,6 +75,20 @@ def pool_with(edit):
         edit(rows)
         return _jsonl(tmp, rows, name="pool.jsonl")
     return make
+
+
+def _text_file(tmp, name, content):
+    f = tmp / "in" / name
+    f.parent.mkdir(exist_ok=True)
+    (f.write_bytes if isinstance(content, bytes) else f.write_text)(content)
+    return f
+
+
+def _latin1_rows():
+    """The first rows of pi_1 with a Latin-1 'é' in row 1's prompt: not UTF-8 (a file saved in another encoding)."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in _rows()]
+    lines[1] = lines[1].replace('"content": "', '"content": "caf\u00e9 ', 1)
+    return "".join(line + "\n" for line in lines).encode("latin-1")
 
 
 def _truncated_text(rows):
@@ -151,11 +165,27 @@ CASES = [
     Case("run-negative-steps", "train", lambda t, m: {"total_steps": -1}, r"config key 'total_steps' must be > 0, got -1"),
     Case("run-bad-retention", "train", lambda t, m: {"keep_checkpoints": "some"},
          r"config key 'keep_checkpoints': 'some' is not one of"),
+    # values that crashed only later (AdamW, the grader pool, the advantages), some after outputs existed
+    Case("run-betas-out-of-range", "train", lambda t, m: {"betas": [2.0, 0.9]}, r"config key 'betas\[0\]' must be in \[0, 1\), got 2\.0"),
+    Case("run-adam-eps-nan", "train", lambda t, m: {"adam_eps": float("nan")}, r"config key 'adam_eps' must be a finite number > 0, got nan"),
+    Case("run-adv-eps-nan", "train", lambda t, m: {"adv_eps": float("nan")}, r"config key 'adv_eps' must be a finite number > 0, got nan"),
+    Case("run-grader-workers-negative", "train", lambda t, m: {"grader_workers": -2}, r"config key 'grader_workers' must be >= 1"),
+    Case("run-grader-timeout-negative", "train", lambda t, m: {"grader_timeout": -1}, r"config key 'grader_timeout' must be a finite number > 0"),
+    # malformed config text: a YAML error, a non-string key, bytes that are not UTF-8
+    Case("run-set-bad-yaml", "train-set", lambda t, m: ["lr=[1,"], r"--set lr: value '\[1,' is not valid YAML"),
+    Case("run-non-string-key", "train-config", lambda t, m: _text_file(t, "RUN.yaml", "1: x\n"),
+         r"RUN\.yaml: config keys must be names, got the key 1"),
+    Case("run-config-not-utf8", "train-config", lambda t, m: _text_file(t, "RUN.yaml", b"lr: 1.0e-6 # \xe9t\xe9\n"),
+         r"RUN\.yaml: not UTF-8 text"),
     # ---- training set (rows are 0-based in the trainer's messages)
     Case("train-row-without-answer", "train", rows_with(_pop_answer), r"data\.jsonl.*row 1: missing reward_model\.ground_truth"),
     Case("train-empty-prompt", "train", rows_with(_empty_prompt), r"data\.jsonl.*row 2: empty prompt"),
     Case("train-truncated-jsonl", "train", lambda t, m: {"train_file": str(_jsonl(t, text=_truncated_text(_rows())))},
          r"data\.jsonl: line 4 is not valid JSON.*truncated"),
+    Case("train-jsonl-not-utf8", "train", lambda t, m: {"train_file": str(_text_file(t, "data.jsonl", _latin1_rows()))},
+         r"data\.jsonl: line 2 is not UTF-8 text"),
+    Case("train-row-not-object", "train", lambda t, m: {"train_file": str(_jsonl(t, text="[1, 2]\n" * 4))},
+         r"data\.jsonl: row 0: expected a JSON object, got list"),
     Case("train-empty-file", "train", lambda t, m: {"train_file": str(_jsonl(t, text=""))}, r"data\.jsonl: no rows"),
     Case("train-missing-file", "train", lambda t, m: {"train_file": str(t / "in" / "nope.jsonl")},
          r"data file not found: .*nope\.jsonl"),
@@ -210,14 +240,19 @@ def test_bad_input_fails_naming_it_before_writing(case, tmp_path, tiny_model_dir
             validate_workflow_config(made, root=work)
         message = str(exc.value)
     else:
-        if case.layer == "train":
+        if case.layer.startswith("train"):
             base = {"model": str(tiny_model_dir), "train_file": str(PI1), "train_batch_size": 4, "n": 2,
                     "max_response_length": 4, "engine": "hf", "total_steps": 1, "progress": False,
                     "tensorboard": False}
             run_yaml = tmp_path / "in" / "RUN.yaml"
             run_yaml.parent.mkdir(exist_ok=True)
-            run_yaml.write_text(yaml.safe_dump({**base, **made}))
+            if case.layer == "train-config":  # the case wrote RUN.yaml itself
+                run_yaml = made
+            else:
+                run_yaml.write_text(yaml.safe_dump({**base, **(made if case.layer == "train" else {})}))
             argv = ["train", "--config", str(run_yaml), "--out", str(out)]
+            if case.layer == "train-set":
+                argv += [a for kv in made for a in ("--set", kv)]
         else:
             argv = ["prepare-data", "--input", str(made), "--out", str(out / "pool.jsonl")]
         rc = cli.main(argv)

@@ -5,6 +5,7 @@ disk-full error while writing a checkpoint or state (fault-injected ENOSPC) stop
 step and path, keeps the previous checkpoint and state, and a rerun resumes.
 """
 
+import dataclasses
 import json
 import os
 import random
@@ -193,3 +194,181 @@ def test_only_rank_0_rewrites_files_on_resume(tmp_path, two_step_run, monkeypatc
     assert t.try_resume() == 2
     assert (out / "metrics.jsonl").read_text() == kept
     assert not (out / "state" / ".step_3.tmp").exists()
+
+
+# ------------------------------------------------------------------ one run directory = one config
+def _tree(root):
+    """Every file under `root` with its size and mtime: equal before and after = nothing was touched."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def _copy_run(ref, out, done=True):
+    import shutil
+
+    shutil.copytree(ref, out)
+    if not done:
+        (out / "done.json").unlink()
+    return out
+
+
+@pytest.mark.slow
+def test_resume_under_a_different_config_is_refused_before_writing(tmp_path, two_step_run, pi1_file, capsys):
+    """A copied run without done.json, rerun with another lr and train file: a one-line error listing each
+    differing key old → new, naming the run dir, and nothing in it changes (config.yaml included).
+    total_steps may grow, but not fall below the step already trained."""
+    from oneshot_rlvr import cli
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "run2", done=False)
+    other = tmp_path / "other.jsonl"
+    other.write_text(pi1_file.read_text())  # the same rows under another name: still another data set
+    run_yaml = tmp_path / "RUN.yaml"
+    run_yaml.write_text(yaml.safe_dump(cfg.to_dict()))
+    before = _tree(out)
+    base = ["train", "--config", str(run_yaml), "--out", str(out)]
+    rc = cli.main([*base, "--set", "lr=0.5", "--set", f"train_file={other}", "--set", "total_steps=3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert str(out) in line and "lr: 0.001 → 0.5" in line and f"train_file: '{pi1_file}' → '{other}'" in line, line
+    assert "total_steps" not in line and "another --out" in line, line
+    assert _tree(out) == before
+    rc = cli.main([*base, "--set", "total_steps=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "config key 'total_steps': 1 is below step 2" in err, err
+    assert _tree(out) == before
+    # the same config with a finished run: refused the same way, not resumed under the new lr
+    out_done = _copy_run(ref, tmp_path / "done_run")
+    before = _tree(out_done)
+    from oneshot_rlvr.errors import ConfigError
+    from oneshot_rlvr.trainer import train
+
+    with pytest.raises(ConfigError, match="lr: 0.001 → 0.5"):
+        train(dataclasses.replace(cfg, lr=0.5), out_done)
+    assert _tree(out_done) == before
+
+
+@pytest.mark.slow
+def test_complete_run_is_left_untouched(tmp_path, two_step_run, capsys):
+    """Rerunning a finished run (state kept) with its config, logging/speed keys changed, does nothing:
+    no file is rewritten (config.yaml and done.json were before), and it says so."""
+    from oneshot_rlvr.trainer import train
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "run")
+    before = _tree(out)
+    assert train(dataclasses.replace(cfg, logprob_chunk_tokens=64, save_freq=5), out) == {}
+    assert _tree(out) == before
+    assert "already complete" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_finished_run_extends_with_a_larger_total_steps(tmp_path, two_step_run):
+    """total_steps above the finished run's extends it from its state: steps 1-2 are kept as they were."""
+    from oneshot_rlvr.trainer import train
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "run")
+    last = train(dataclasses.replace(cfg, total_steps=3, save_freq=3), out)
+    assert last["step"] == 3
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3] and _metrics(out)[:2] == _metrics(ref)
+    assert json.loads((out / "done.json").read_text()) == {"steps": [0, 1, 2, 3], "final_step": 3}
+    assert yaml.safe_load((out / "config.yaml").read_text())["total_steps"] == 3
+
+
+@pytest.mark.slow
+def test_finished_run_without_state_is_never_retrained(tmp_path, two_step_run, capsys):
+    """`rlvr prune --keep-optimizer none` deletes train/state of a finished run. Rerunning it: complete,
+    nothing touched; extending it or rerunning after done.json is gone: a ConfigError naming the dir —
+    never a retrain from scratch over its metrics and checkpoints."""
+    import shutil
+
+    from oneshot_rlvr.errors import ConfigError
+    from oneshot_rlvr.trainer import train
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "pruned")
+    shutil.rmtree(out / "state")
+    before = _tree(out)
+    assert train(cfg, out) == {}
+    assert "already complete" in capsys.readouterr().out
+    assert _tree(out) == before
+    with pytest.raises(ConfigError, match=r"cannot extend the finished run from step 2 to 3"):
+        train(dataclasses.replace(cfg, total_steps=3), out)
+    assert _tree(out) == before
+    (out / "done.json").unlink()  # (Snakemake deletes it before rerunning the job)
+    before = _tree(out)
+    with pytest.raises(ConfigError) as exc:
+        train(cfg, out)
+    assert str(out) in str(exc.value) and "no resumable state" in str(exc.value)
+    assert _tree(out) == before
+
+
+@pytest.mark.slow
+def test_run_killed_before_its_first_state_starts_over(tmp_path, two_step_run):
+    """Killed between writing step 1's checkpoint and its state (the first save): nothing resumable and
+    nothing a restart does not reproduce, so it starts over and ends as the uninterrupted run."""
+    import shutil
+
+    from oneshot_rlvr.trainer import train
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "killed", done=False)
+    shutil.rmtree(out / "state")
+    shutil.rmtree(out / "checkpoints" / "step_2")
+    (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    train(cfg, out)
+    assert _metrics(out) == _metrics(ref)
+    a, b = _weights(out, 2), _weights(ref, 2)
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+@pytest.mark.slow
+def test_save_optimizer_false_deletes_the_state_once_done(tmp_path, two_step_run):
+    """save_optimizer: false keeps the state while the run is unfinished (a kill still resumes) and
+    deletes it once done.json is written; a rerun then finds the run complete."""
+    from oneshot_rlvr.trainer import train
+
+    cfg, ref = two_step_run
+    cfg = dataclasses.replace(cfg, save_optimizer=False)
+    out = _copy_run(ref, tmp_path / "run", done=False)  # a run killed after its last state
+    train(cfg, out)
+    assert json.loads((out / "done.json").read_text()) == json.loads((ref / "done.json").read_text())
+    assert not (out / "state").exists() and not (out / ".state.deleting").exists()
+    assert _weights(out, 2).keys() == _weights(ref, 2).keys()
+    before = _tree(out)
+    assert train(cfg, out) == {}
+    assert _tree(out) == before
+
+
+@pytest.mark.slow
+def test_restart_stale_starts_a_changed_or_pruned_run_over(tmp_path, two_step_run, capsys):
+    """What the workflow's train rule passes (`--restart-stale`): a run whose config changed (Snakemake reruns
+    train after RUN.yaml changed) or whose state was pruned (a --forcerun after `prune --keep-optimizer
+    none`) is trained again from step 0, replacing what `rlvr train` wrote and nothing else; the result
+    equals a fresh run of that config."""
+    import shutil
+
+    from oneshot_rlvr.trainer import train
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "changed", done=False)
+    (out / "notes.txt").write_text("mine")
+    new = dataclasses.replace(cfg, lr=5e-4)
+    train(new, out, restart_stale=True)
+    assert "lr: 0.001 → 0.0005" in capsys.readouterr().out  # says why it starts over
+    fresh = tmp_path / "fresh"
+    train(new, fresh)
+    assert _metrics(out) == _metrics(fresh) != _metrics(ref)
+    a, b = _weights(out, 2), _weights(fresh, 2)
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 5e-4
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not list(out.glob(".*clearing"))
+
+    pruned = _copy_run(ref, tmp_path / "pruned", done=False)
+    shutil.rmtree(pruned / "state")
+    train(cfg, pruned, restart_stale=True)
+    assert _metrics(pruned) == _metrics(ref)
+    a, b = _weights(pruned, 2), _weights(ref, 2)
+    assert all(torch.equal(a[k], b[k]) for k in b)

@@ -70,6 +70,16 @@ def test_unknown_key_is_named():
     ({"total_steps": -1}, "total_steps"), ({"lr": "fast"}, "lr"), ({"kl_type": "k9"}, "kl_type"),
     ({"temperature": 0}, "temperature"), ({"n": 2.5}, "n"), ({"engine": "sglang"}, "engine"),
     ({"ppo_mini_batch_size": 3}, "ppo_mini_batch_size"),
+    # every numeric key: finite and in range (these used to crash later, or train on NaN)
+    ({"betas": [2.0, 0.9]}, r"betas\[0\]"), ({"betas": [0.9, float("nan")]}, r"betas\[1\]"),
+    ({"adam_eps": float("nan")}, "adam_eps"), ({"adam_eps": 0.0}, "adam_eps"), ({"adv_eps": float("nan")}, "adv_eps"),
+    ({"adv_eps": 0}, "adv_eps"), ({"grader_workers": -2}, "grader_workers"), ({"grader_workers": 0}, "grader_workers"),
+    ({"grader_timeout": -1}, "grader_timeout"), ({"grader_timeout": float("inf")}, "grader_timeout"),
+    ({"pg_coef": float("inf")}, "pg_coef"), ({"pg_coef": -1.0}, "pg_coef"), ({"grad_clip": 0}, "grad_clip"),
+    ({"top_k": -2}, "top_k"), ({"gpu_memory_utilization": 0}, "gpu_memory_utilization"),
+    ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"), ({"max_num_seqs": 0}, "max_num_seqs"),
+    ({"lr_warmup_steps": -1}, "lr_warmup_steps"), ({"seed": -1}, "seed"), ({"seed": 2 ** 40}, "seed"),
+    ({"label_override": " "}, "label_override"), ({"temperature": float("nan")}, "temperature"),
 ])
 def test_bad_values_are_named(data, key):
     with pytest.raises(ConfigError, match=key):
@@ -137,3 +147,56 @@ def test_set_overrides_and_print_config(tmp_path):
     printed = yaml.safe_load(res.stdout)
     assert printed["entropy_coef"] == 0 and printed["temperature"] == 1.0 and printed["kl_coef"] == 0.001
     assert load_run_config(None, {"lr": "1e-5"}).lr == 1e-5
+
+
+def test_config_text_errors_are_one_line(tmp_path, capsys):
+    """Malformed config input never reaches the user as a traceback: a --set value that is not YAML, a
+    key that is not a string (difflib raised TypeError), a file that is not UTF-8 — each a ConfigError
+    naming the key or file."""
+    from oneshot_rlvr import cli
+    from oneshot_rlvr.config import parse_overrides
+
+    rc = cli.main(["train", "--out", str(tmp_path / "x"), "--set", "lr=[1,", "--print-config"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip().startswith("rlvr train: error: --set lr: value '[1,' is not valid YAML"), err
+    with pytest.raises(ConfigError, match="--set lr"):
+        parse_overrides(["lr=[1,"])
+    with pytest.raises(ConfigError, match="config keys must be names, got the key 1"):
+        from_dict({1: "x"})
+    bad = tmp_path / "run.yaml"
+    bad.write_bytes("lr: 1.0e-6  # r\u00e9glage\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"run\.yaml: not UTF-8 text"):
+        load_run_config(bad)
+    assert not (tmp_path / "x").exists()
+
+
+def test_run_config_refuses_nan_before_writing(tmp_path, capsys):
+    """`rlvr run-config` validates like `rlvr train`: a NaN adv_eps no longer lands in RUN.yaml."""
+    from oneshot_rlvr import cli
+
+    out = tmp_path / "RUN.yaml"
+    assert cli.main(["run-config", "--values", '{"adv_eps": NaN}', "--out", str(out)]) == 2
+    assert "config key 'adv_eps' must be a finite number > 0, got nan" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_keys_that_may_differ_on_resume():
+    """Speed, memory, logging and output-schedule keys may change when a run resumes; keys of the math,
+    the data or the random draws may not. Micro-batching may change only where `agg` is invariant to it."""
+    from oneshot_rlvr.config import resume_conflicts
+
+    old = RunConfig().to_dict()
+    same = RunConfig(progress=False, tensorboard=False, total_steps=5000, save_freq=7, logprob_chunk_tokens=64,
+                     torch_compile=True, gradient_checkpointing=False, grader_workers=3, max_num_seqs=8)
+    assert resume_conflicts(old, same) == []
+    got = resume_conflicts(old, RunConfig(lr=0.5, train_file="other.jsonl", hf_static_cache="on", engine="hf"))
+    assert [k for k, _, _ in got] == ["train_file", "engine", "hf_static_cache", "lr"]
+    assert ("lr", 1e-6, 0.5) in got
+    # verl02 normalises per micro-batch: the partition is part of the math
+    assert [k for k, _, _ in resume_conflicts(old, RunConfig(micro_batch_tokens=1000))] == ["micro_batch_tokens"]
+    tm = RunConfig(agg="token-mean").to_dict()
+    assert resume_conflicts(tm, RunConfig(agg="token-mean", micro_batch_tokens=1000, sequence_packing=False)) == []
+    # a key the saved config lacks (added since) counts as its default; a key RunConfig dropped is ignored
+    partial = {k: v for k, v in old.items() if k != "clip_high"} | {"retired_key": 1}
+    assert resume_conflicts(partial, RunConfig()) == []
+    assert [k for k, _, _ in resume_conflicts(partial, RunConfig(clip_high=0.28))] == ["clip_high"]

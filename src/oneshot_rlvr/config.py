@@ -113,7 +113,9 @@ class RunConfig:
     save_freq: int = 20
     save_step0: bool = True
     save_dtype: str = "float32"  # float32 (as verl) | bfloat16
-    save_optimizer: bool = True  # needed to resume exactly
+    # state/ (weights + optimizer, what a resume loads) is written at every save either way; false deletes it
+    # once the run is done (done.json): saves disk, but the finished run can then not be extended
+    save_optimizer: bool = True
     keep_checkpoints: str = "all"  # all | evaluated-best | none-after-eval
     tensorboard: bool = True
     progress: bool = True
@@ -124,18 +126,36 @@ class RunConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)!r} is not one of {list(allowed)}")
         positive = ["train_batch_size", "n", "max_prompt_length", "max_response_length", "total_steps",
-                    "save_freq", "ppo_epochs", "micro_batch_tokens", "logprob_chunk_tokens"]
+                    "save_freq", "ppo_epochs", "micro_batch_tokens", "logprob_chunk_tokens", "max_num_seqs"]
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
-        for key in ["temperature", "lr", "weight_decay", "grad_clip", "kl_coef", "entropy_coef", "clip_low", "clip_high"]:
+        # every float key is checked for finiteness: a NaN passes any `<` test and surfaces steps later
+        for key in ["temperature", "lr", "weight_decay", "grad_clip", "kl_coef", "entropy_coef", "clip_low",
+                    "clip_high", "pg_coef"]:
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
                 raise ConfigError(f"config key '{key}' must be a finite number >= 0, got {v}")
-        if self.temperature == 0:
-            raise ConfigError("config key 'temperature' must be > 0 for training rollouts")
-        if not (0 < self.top_p <= 1):
-            raise ConfigError(f"config key 'top_p' must be in (0, 1], got {self.top_p}")
+        # > 0: adv_eps and adam_eps are denominators' guards (0 gives 0/0 = NaN for a group of equal scores);
+        # grad_clip 0 would scale every gradient to zero; a grader timeout of 0 fails every answer
+        for key in ["temperature", "grad_clip", "adv_eps", "adam_eps", "grader_timeout"]:
+            v = getattr(self, key)
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"config key '{key}' must be a finite number > 0, got {v}")
+        for key in ["top_p", "gpu_memory_utilization"]:
+            if not (0 < getattr(self, key) <= 1):
+                raise ConfigError(f"config key '{key}' must be in (0, 1], got {getattr(self, key)}")
+        if self.top_k < -1:
+            raise ConfigError(f"config key 'top_k' must be -1 (off) or >= 0, got {self.top_k}")
+        # the rollout seeds (seed·100003 + step)·1000003 + request must fit torch's 64-bit generator seed
+        if not (0 <= self.seed < 2 ** 27):
+            raise ConfigError(f"config key 'seed' must be in [0, 2**27), got {self.seed}")
+        if self.lr_warmup_steps < 0:
+            raise ConfigError(f"config key 'lr_warmup_steps' must be >= 0, got {self.lr_warmup_steps}")
+        if self.grader_workers is not None and self.grader_workers < 1:
+            raise ConfigError(f"config key 'grader_workers' must be >= 1 (or null = automatic), got {self.grader_workers}")
+        if self.label_override is not None and not self.label_override.strip():
+            raise ConfigError("config key 'label_override' must be a non-empty label or null")
         if self.ppo_mini_batch_size is not None and (
                 self.ppo_mini_batch_size <= 0 or self.train_batch_size % self.ppo_mini_batch_size):
             raise ConfigError("config key 'ppo_mini_batch_size' must be > 0 and divide 'train_batch_size'")
@@ -144,6 +164,9 @@ class RunConfig:
                               "sequence_packing: true (or leave packed_attention at auto)")
         if len(self.betas) != 2:
             raise ConfigError("config key 'betas' must be a list of two numbers")
+        for i, b in enumerate(self.betas):  # torch AdamW's own range, checked before anything is written
+            if not (math.isfinite(b) and 0 <= b < 1):
+                raise ConfigError(f"config key 'betas[{i}]' must be in [0, 1), got {b}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +179,40 @@ class RunConfig:
     @property
     def tokenizer_path(self) -> str:
         return self.tokenizer or self.model
+
+
+# Keys that may differ between the config a run's saved state was trained with and the config that
+# resumes it: they change speed, memory, float rounding, logging or what is kept on disk, never the
+# trajectory's math, data or random draws. Every other key must match (a resumed run is ONE run:
+# config.yaml, metrics and checkpoints describe it as a whole). total_steps is checked apart: it may
+# grow (to extend a run) or shrink, never below the step already trained.
+RESUME_MAY_DIFFER = frozenset({
+    "total_steps", "progress", "tensorboard", "save_freq", "save_step0", "keep_checkpoints", "save_optimizer",
+    "grader_workers", "gpu_memory_utilization", "max_num_seqs", "vllm_sleep", "vllm_sleep_level", "hf_compile",
+    "torch_compile", "packed_attention", "gradient_checkpointing", "logprob_chunk_tokens",
+})
+# the micro-batch partition sets `agg: verl02`'s normalisation (token mean per micro-batch); the other
+# aggregations are invariant to it, so only then may these change
+MICRO_BATCH_KEYS = frozenset({"micro_batch_tokens", "sequence_packing"})
+
+
+def resume_conflicts(old: dict[str, Any], new: RunConfig) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) for each key that must match on resume but differs, in field order.
+
+    `old` is a saved config dict; a key it lacks (added to RunConfig since) counts as its default, which
+    is the behaviour the run had; keys RunConfig no longer has are ignored."""
+    free = RESUME_MAY_DIFFER | (MICRO_BATCH_KEYS if new.agg != "verl02" else frozenset())
+    defaults = RunConfig().to_dict()
+    out = []
+    for f in fields(RunConfig):
+        if f.name in free:
+            continue
+        was, now = old.get(f.name, defaults[f.name]), getattr(new, f.name)
+        if isinstance(was, tuple):
+            was = list(was)
+        if was != now:
+            out.append((f.name, was, now))
+    return out
 
 
 def _check_type(key: str, value: Any, hint: Any) -> Any:
@@ -198,6 +255,9 @@ def from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
     hints = get_type_hints(RunConfig)
     known = {f.name for f in fields(RunConfig)}
+    for k in data:  # YAML allows `1: x` or `null: x`; difflib below would raise a bare TypeError
+        if not isinstance(k, str):
+            raise ConfigError(f"{source}: config keys must be names, got the key {k!r}")
     unknown = sorted(set(data) - known)
     if unknown:
         import difflib
@@ -216,7 +276,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"--set {k.strip()}: value {v!r} is not valid YAML ({problem})") from None
     return out
 
 
@@ -227,7 +291,12 @@ def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = 
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                              "a run config is a UTF-8 YAML file") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):

@@ -28,8 +28,13 @@ class TrainRow:
 def iter_jsonl(path: str | Path):
     """(line number, record) for each non-blank line; a bad line raises DataError naming it."""
     path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:  # bytes, decoded per line: a non-UTF-8 byte is reported with its line
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: line {lineno} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} "
+                                f"at column {exc.start + 1}); JSONL files must be UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -74,6 +79,8 @@ def load_train_rows(path: str | Path, tokenizer, max_prompt_length: int, prompt_
     dropped = 0
     for i, row in enumerate(raw):
         where = f"{path}: row {i}"
+        if not isinstance(row, dict):  # e.g. a JSON list or number on a line: row.get would be a bare error
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
         messages = row_messages(row, prompt_key, where)
         gt = label_override if label_override is not None else row_ground_truth(row, where)
         index = (row.get("extra_info") or {}).get("index", i)

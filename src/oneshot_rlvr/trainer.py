@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from oneshot_rlvr import algos, packing
-from oneshot_rlvr.config import RunConfig
+from oneshot_rlvr.config import RunConfig, resume_conflicts
 from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
-from oneshot_rlvr.errors import DataError, RlvrError, TrainingError
+from oneshot_rlvr.errors import ConfigError, DataError, RlvrError, TrainingError
 from oneshot_rlvr.head import fused_logp_entropy, reference_logp_entropy
 from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype
 from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
@@ -255,9 +255,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 class GRPOTrainer:
-    def __init__(self, cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None):
+    def __init__(self, cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None,
+                 restart_stale: bool = False):
         self.cfg = cfg
         self.out = Path(out)
+        # a run in --out that cannot be continued under cfg (another config, or its state is gone) is
+        # started over instead of refused (the workflow: Snakemake reruns a job to regenerate its output)
+        self.restart_stale = restart_stale
         self._reward_fn = reward_fn
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
@@ -623,20 +627,85 @@ class GRPOTrainer:
         if self.ds is not None:
             _barrier()
 
+    def _latest_state(self) -> tuple[int, Path] | None:
+        """(step, dir) of the newest complete resumable state under --out, or None."""
+        done = sorted((int(p.name[5:]), p) for p in (self.out / "state").glob("step_*")
+                      if p.name[5:].isdigit() and (p / "trainer.pt").is_file())
+        return done[-1] if done else None
+
+    def check_out_dir(self) -> bool:
+        """A read-only look at --out before anything is loaded or written. True: the run there is complete
+        under this config (nothing to do). Raises ConfigError where training would mix two configs in one
+        run, or would start over on top of results it cannot continue (a run whose state is gone)."""
+        cfg, out = self.cfg, self.out
+        recorded = _read_config(out / "config.yaml")
+        state = self._latest_state()
+        done_path = out / "done.json"
+        if done_path.is_file():
+            final = _read_done(done_path)["final_step"]
+            if recorded is None and state is not None:  # (no config.yaml: the state's copy is the record)
+                recorded = torch.load(state[1] / "trainer.pt", map_location="cpu", mmap=True,
+                                      weights_only=False).get("config")
+            if recorded is None:
+                raise ConfigError(f"{out}: a finished run (done.json) without config.yaml: cannot tell which "
+                                  "config it was trained with; train into another --out")
+            _refuse_conflicts(out, f"{out / 'config.yaml'}", recorded, cfg)
+            if cfg.total_steps == final:
+                return True
+            if cfg.total_steps < final:
+                raise ConfigError(f"config key 'total_steps': {cfg.total_steps} is below the final step {final} of "
+                                  f"the finished run in {out}; use total_steps >= {final}, or another --out")
+            if state is None:
+                raise ConfigError(f"{out}: cannot extend the finished run from step {final} to {cfg.total_steps}: "
+                                  f"its resumable state ({out / 'state'}) is gone (deleted by `rlvr prune "
+                                  "--keep-optimizer none` or `save_optimizer: false`); train into another --out")
+            return False
+        if state is not None:
+            saved = torch.load(state[1] / "trainer.pt", map_location="cpu", mmap=True, weights_only=False)
+            _refuse_conflicts(out, f"its state {state[1]}", saved.get("config") or {}, cfg)
+            if cfg.total_steps < state[0]:
+                raise ConfigError(f"config key 'total_steps': {cfg.total_steps} is below step {state[0]}, already "
+                                  f"trained in {out} (state {state[1]}); use total_steps >= {state[0]} to resume or "
+                                  "extend this run, or train into another --out")
+            return False
+        ckpts = [int(p.name[5:]) for p in (out / "checkpoints").glob("step_*") if p.name[5:].isdigit()]
+        metrics = out / "metrics.jsonl"
+        n_metrics = sum(1 for line in metrics.read_text().splitlines() if line.strip()) if metrics.is_file() else 0
+        if recorded is not None and (ckpts or metrics.is_file()):
+            _refuse_conflicts(out, f"{out / 'config.yaml'}", recorded, cfg)
+        # a run killed before its first state was saved may have step 0, the metrics lines up to that save and
+        # (killed between the two writes) that step's checkpoint: starting over reproduces exactly those.
+        # Anything further was backed by a state that is gone: starting over would overwrite it
+        rec = recorded or {}
+        first_save = min(int(rec.get("save_freq", cfg.save_freq)), int(rec.get("total_steps", cfg.total_steps)))
+        if max(ckpts, default=0) > first_save or n_metrics > first_save:
+            raise ConfigError(f"{out} holds checkpoints up to step {max(ckpts, default=0)} and metrics of "
+                              f"{n_metrics} steps but no resumable state ({out / 'state'} is missing or empty, "
+                              "e.g. deleted by `rlvr prune --keep-optimizer none`); training would start over and "
+                              f"overwrite them. Train into another --out, or delete {out} to retrain from scratch")
+        return False
+
     def try_resume(self) -> int:
         state_dir = self.out / "state"
         main = _dist()[0] == 0  # rank 0 alone writes and removes files (all ranks read the state)
+        found = self._latest_state()
+        blob = path = None
+        if found is not None:
+            step, path = found
+            blob = torch.load(path / "trainer.pt", map_location=self.device, weights_only=False)
+            # before anything is written or loaded: the state must be this config's run
+            _refuse_conflicts(self.out, f"its state {path}", blob.get("config") or {}, self.cfg)
+            if self.cfg.total_steps < step:
+                raise ConfigError(f"config key 'total_steps': {self.cfg.total_steps} is below step {step}, already "
+                                  f"trained in {self.out} (state {path}); use total_steps >= {step} to resume or "
+                                  "extend this run, or train into another --out")
         # half-written states / checkpoints of a killed run are never loaded, only removed
         if main:
-            for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*")]:
+            for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*"),
+                             self.out / ".state.deleting"]:
                 shutil.rmtree(leftover, ignore_errors=True)
-        if not state_dir.is_dir():
+        if blob is None:
             return 0
-        done = sorted((int(p.name.split("_")[1]), p) for p in state_dir.glob("step_*") if (p / "trainer.pt").is_file())
-        if not done:
-            return 0
-        step, path = done[-1]
-        blob = torch.load(path / "trainer.pt", map_location=self.device, weights_only=False)
         if bool(blob.get("deepspeed")) != (self.ds is not None):
             raise TrainingError(f"{path}: state written with deepspeed={bool(blob.get('deepspeed'))}, config "
                                 f"key 'deepspeed' is {self.ds is not None}; resume with the same setting")
@@ -667,11 +736,33 @@ class GRPOTrainer:
     def train(self) -> dict:
         cfg = self.cfg
         main = _dist()[0] == 0  # rank 0 writes every file; all ranks hold identical weights
+        # before setup: a finished run is not loaded again, and a refusal costs nothing
+        stale = None
+        try:
+            complete = self.check_out_dir()
+        except ConfigError as exc:
+            if not self.restart_stale:
+                raise
+            complete, stale = False, exc
+        if complete:
+            if main:
+                print(f"{self.out}: run already complete (final step {cfg.total_steps}, done.json); nothing to do")
+            return {}
         self.setup()  # validates model, tokenizer and every data row before anything is written
+        if stale is not None:
+            if main:
+                print(f"[train] {stale}\n[train] --restart-stale: starting the run in {self.out} over", flush=True)
+                _clear_run(self.out)
+            _barrier()
+        start = self.try_resume()  # refuses a state of another config before writing anything
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(_yaml_dump(cfg.to_dict()))
-        start = self.try_resume()
+            # only now: config.yaml describes the whole run, so a refused resume must leave it as it was
+            _atomic_write_text(self.out / "config.yaml", _yaml_dump(cfg.to_dict()))
+            if start < cfg.total_steps and (self.out / "done.json").exists():
+                # extending a finished run: it is not done until the new final step (as Snakemake, which
+                # deletes a job's declared output before rerunning it)
+                (self.out / "done.json").unlink()
         metrics_path = self.out / "metrics.jsonl"
         # (rank 0's count: it alone writes the file and the states' trainer.pt)
         n_lines = len(metrics_path.read_text().splitlines()) if main and metrics_path.exists() and start > 0 else 0
@@ -743,6 +834,11 @@ class GRPOTrainer:
             return last
         _atomic_write_text(self.out / "done.json",
                            json.dumps({"steps": sorted(set(saved)), "final_step": cfg.total_steps}, indent=1))
+        if not cfg.save_optimizer and (self.out / "state").is_dir():
+            # the state is only needed to resume or extend; renamed first so a kill never leaves half of it
+            shutil.rmtree(self.out / ".state.deleting", ignore_errors=True)
+            os.replace(self.out / "state", self.out / ".state.deleting")
+            shutil.rmtree(self.out / ".state.deleting")
         return last
 
 
@@ -781,6 +877,59 @@ def _accuracy_by_index(index: list[int], scores: list[float], n: int) -> dict[st
     return {str(i): (int(sums[i]) // (counts[i] // n)) / n for i in sums}
 
 
+RUN_OUTPUTS = ("done.json", "metrics.jsonl", "config.yaml", "state", "checkpoints", "tb", ".state.deleting")
+
+
+def _clear_run(out: Path) -> None:
+    """Remove what `rlvr train` wrote into `out` (nothing else there): done.json first, so a kill midway
+    leaves an unfinished run, never a finished-looking half one."""
+    for name in RUN_OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            doomed = out / f".{name.lstrip('.')}.clearing"
+            shutil.rmtree(doomed, ignore_errors=True)
+            os.replace(p, doomed)
+            shutil.rmtree(doomed)
+        elif p.exists():
+            p.unlink()
+
+
+def _read_config(path: Path) -> dict | None:
+    """The config a run recorded (its config.yaml), or None when there is none."""
+    import yaml
+
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable ({type(exc).__name__}); cannot check the run's config, "
+                          "train into another --out") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a mapping of config keys; cannot check the run's config, "
+                          "train into another --out")
+    return data
+
+
+def _read_done(path: Path) -> dict:
+    try:
+        done = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        done = None
+    if not isinstance(done, dict) or not isinstance(done.get("final_step"), int):
+        raise DataError(f"{path}: not a done.json of `rlvr train` ({{\"steps\": [...], \"final_step\": k}})")
+    return done
+
+
+def _refuse_conflicts(out: Path, where: str, saved: dict, cfg: RunConfig) -> None:
+    """ConfigError listing every key that differs from the run recorded in `where` and must not."""
+    conflicts = resume_conflicts(saved, cfg)
+    if conflicts:
+        diff = ", ".join(f"{k}: {old!r} → {new!r}" for k, old, new in conflicts)
+        raise ConfigError(f"{out} holds a run with a different config ({where}): {diff}. One run directory is "
+                          "one config: rerun with the run's values to resume it, or train into another --out")
+
+
 def _yaml_dump(d: dict) -> str:
     import yaml
 
@@ -801,8 +950,9 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, desc="GRPO", unit="step", disable=not enabled, dynamic_ncols=True)
 
 
-def train(cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None) -> dict:
-    """Run (or resume) GRPO training; returns the last step's metrics."""
+def train(cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None, restart_stale: bool = False) -> dict:
+    """Run (or resume) GRPO training; returns the last step's metrics. `restart_stale`: start over a run in
+    `out` that cannot be continued under `cfg`, instead of refusing (GRPOTrainer)."""
     if cfg.deepspeed:
         from oneshot_rlvr import zero
 
@@ -810,7 +960,7 @@ def train(cfg: RunConfig, out: str | Path, reward_fn: Callable | None = None) ->
             raise RlvrError("config key 'deepspeed': deepspeed is not installed (pip install deepspeed) "
                             "or cannot load; set deepspeed: false")
     _init_distributed()
-    return GRPOTrainer(cfg, out, reward_fn).train()
+    return GRPOTrainer(cfg, out, reward_fn, restart_stale).train()
 
 
 def _init_distributed() -> None:

@@ -40,4 +40,4 @@ rule train:
     conda:
         "../../envs/rlvr-gpu.yaml"
     shell:
-        "{params.train} --config {input.config} --out {params.out} > {log} 2>&1"
+        "{params.train} --config {input.config} --out {params.out} --restart-stale > {log} 2>&1"

@@ -8,6 +8,11 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints/, state/, done.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable), value parsed as YAML")
+    p.add_argument("--restart-stale", action="store_true",
+                   help="a run in --out that cannot be continued under this config (trained with another config, "
+                        "or its resumable state was pruned) is started over, replacing what `rlvr train` wrote "
+                        "there, instead of refused (the workflow passes this: Snakemake reruns train to "
+                        "regenerate a run after its config changed or on --forcerun)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -22,7 +27,7 @@ def run(args) -> int:
         return 0
     from oneshot_rlvr.trainer import train
 
-    last = train(cfg, args.out)
+    last = train(cfg, args.out, restart_stale=args.restart_stale)
     if last:
         print(f"done: step {last['step']} reward {last['reward/mean']:.3f}")
     return 0
