@@ -403,7 +403,10 @@ def main(argv=None) -> dict:
                     hf_compile=args.hf_compile, torch_compile=args.torch_compile,
                     sequence_packing=args.sequence_packing == "on", packed_attention=args.packed_attention,
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
-                    max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed).validate()
+                    max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed,
+                    # speed is measured with micro-batches over the whole batch (as every recorded number); the
+                    # fork's per-GPU membership (verl02_dp_size) changes which sequences share one, not the work
+                    verl02_dp_size=None).validate()
     t = time.perf_counter()
     tr = GRPOTrainer(cfg, work / "run")
     tr.setup()

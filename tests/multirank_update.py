@@ -30,7 +30,7 @@ def main():
     # adam_eps 1e-6 (paper 1e-8): Adam's first step is lr·g/(|g|+eps), which turns float-rounding differences of
     # gradients near eps into weight differences of up to ~lr/10; 1e-6 bounds that amplification, so weights compare
     # sharply whatever the summation order (the gradient norm is compared too)
-    cfg = from_dict(dict(model=model, train_file=pi1, train_batch_size=4, n=4, engine="hf", lr=1e-3, agg=agg,
+    cfg = from_dict(dict(model=model, train_file=pi1, train_batch_size=4, n=4, engine="hf", lr=1e-3, lr_schedule="hf", agg=agg,
                          adam_eps=1e-6,
                          gradient_checkpointing=False, progress=False, tensorboard=False,
                          micro_batch_tokens=budget, sequence_packing=packed, **extra))

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _trainer(model_dir, pi1, compile_: bool, packed: bool = True, dtype: str = "auto", precision: str = "autocast"):
     # adam_eps 1e-6 (paper 1e-8) bounds Adam's amplification of rounding in gradients near eps (tests/test_zero.py)
-    cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3,
+    cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3, lr_schedule="hf",
                          adam_eps=1e-6, gradient_checkpointing=True, progress=False, tensorboard=False, torch_compile=compile_,
                          sequence_packing=packed, dtype=dtype, precision=precision))
     t = GRPOTrainer(cfg, "/tmp/unused")

@@ -152,9 +152,9 @@ def test_packing_leaves_generation_unchanged(tiny_model_dir):
     assert torch.equal(outs[0], outs[1])
 
 
-def _trainer(model_dir, pi1, packing_on, agg):
-    cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3,
-                         progress=False, tensorboard=False, agg=agg, sequence_packing=packing_on))
+def _trainer(model_dir, pi1, packing_on, agg, **extra):
+    cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3, lr_schedule="hf",
+                         progress=False, tensorboard=False, agg=agg, sequence_packing=packing_on, **extra))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
     # about 2.5 sequences of the fixed rollout per micro-batch: several micro-batches, partitions that differ
@@ -186,13 +186,43 @@ def test_packed_update_equals_padded_update(tiny_model_dir, pi1_file, fixed_roll
     assert diff < 1e-4
 
 
+def test_verl02_dp_size_reproduces_the_forks_per_gpu_micro_batches(tiny_model_dir, pi1_file, fixed_rollout,
+                                                                   one_update):
+    """The fork split its batch into equal-count balanced sets, one per GPU (`_balance_batch`), before each GPU
+    formed its micro-batches; `verl02_dp_size` does that on one process: every micro-batch lies inside one set
+    of balanced_partitions(lengths, dp, equal_size=True), the count is agreed over the sets, and the update
+    equals the padded trainer's handed the same micro-batches."""
+    t = _trainer(tiny_model_dir, pi1_file, True, "verl02", verl02_dp_size=2)
+    ro = fixed_rollout(t)
+    lens = [len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)]
+    halves = packing.balanced_partitions(lens, 2, equal_size=True)
+    plan = t._update_plan(lens)
+    assert sorted(i for mb in plan for i in mb) == list(range(len(lens)))
+    inside = [[mb for mb in plan if set(mb) <= set(h)] for h in halves]
+    k = max(packing.n_micro_batches([lens[i] for i in h], t.cfg.micro_batch_tokens) for h in halves)
+    assert [len(x) for x in inside] == [k, k] and sum(map(len, inside)) == len(plan)
+    assert sorted(map(sorted, plan)) != sorted(map(sorted, t._plan(lens)))  # other members than the whole-share plan
+    t.cfg.verl02_dp_size = None  # the real world size: the rank's whole share
+    assert t._update_plan(lens) == t._plan(lens)
+    t.cfg.verl02_dp_size = 3  # 8 sequences do not split into 3 equal sets
+    with pytest.warns(UserWarning, match="do not split into 3 equal sets"):
+        assert t._update_plan(lens) == t._plan(lens)
+    t.cfg.verl02_dp_size = 2
+    packed = one_update(t, ro)
+    u = _trainer(tiny_model_dir, pi1_file, False, "verl02")
+    u._plan = lambda lens: plan
+    same = one_update(u, fixed_rollout(u))
+    assert packed["grad_norm"] == pytest.approx(same["grad_norm"], rel=1e-5)
+    assert packed["pg_loss"] == pytest.approx(same["pg_loss"], rel=1e-5, abs=1e-7)
+
+
 def test_verl02_loss_follows_the_balanced_partition(tiny_model_dir, pi1_file, fixed_rollout, one_update):
     """verl 0.2's loss is a sequence-count-weighted mean of per-micro-batch token means, so it depends on the
     partition: the packed trainer's equals the padded trainer's when the padded one is handed the same sets."""
     t = _trainer(tiny_model_dir, pi1_file, True, "verl02")
     ro = fixed_rollout(t)
     packed = one_update(t, ro)
-    sets = t._plan([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
+    sets = t._update_plan([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
     assert len(sets) > 1
     u = _trainer(tiny_model_dir, pi1_file, False, "verl02")
     u._plan = lambda lens: sets  # the padded path with the packed path's micro-batches

@@ -44,7 +44,7 @@ def test_master_weights_accumulate_push_and_state():
 
 
 def _trainer(model_dir, pi1, out, precision):
-    cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3,
+    cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3, lr_schedule="hf",
                          dtype="bfloat16", precision=precision, progress=False, tensorboard=False,
                          micro_batch_tokens=40))  # several micro-batches per step
     t = GRPOTrainer(cfg, out)

@@ -11,7 +11,7 @@ from oneshot_rlvr.trainer import GRPOTrainer
 
 def test_update_frees_gradients_after_the_step(tiny_model_dir, pi1_file, tmp_path, fixed_rollout, one_update):
     cfg = from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), train_batch_size=2, n=4, engine="hf",
-                         lr=1e-3, progress=False, tensorboard=False, micro_batch_tokens=64))
+                         lr=1e-3, lr_schedule="hf", progress=False, tensorboard=False, micro_batch_tokens=64))
     t = GRPOTrainer(cfg, tmp_path / "run")
     t.setup()
     before = {k: v.detach().clone() for k, v in t.model.named_parameters()}

@@ -23,7 +23,7 @@ def _len_reward(prompts, responses, gts, response_ids=None):
 def test_vllm_logprobs_match_trainer_after_steps(tmp_path, tiny_model_dir, pi1_file):
     cfg = from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), train_batch_size=2, n=4,
                          max_response_length=8, engine="vllm", total_steps=3, save_freq=100, save_step0=False,
-                         lr=1e-2, progress=False, tensorboard=False, gradient_checkpointing=False,
+                         lr=1e-2, lr_schedule="hf", progress=False, tensorboard=False, gradient_checkpointing=False,
                          max_prompt_length=256))
     trainer = GRPOTrainer(cfg, tmp_path, reward_fn=_len_reward)
     trainer.train()

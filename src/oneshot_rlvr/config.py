@@ -35,6 +35,7 @@ CHOICES = {  # RunConfig keys with a closed set of values (bench/grpo_step.py of
     "vllm_sleep_level": (1, 2),
     "hf_static_cache": ("auto", "on", "off"),
     "packed_attention": PACKED_ATTENTION,
+    "lr_schedule": ("verl02", "hf"),
 }
 
 
@@ -81,11 +82,20 @@ class RunConfig:
     clip_low: float = 0.2
     clip_high: float = 0.2
     agg: str = "verl02"  # verl02 (paper: token-mean per micro-batch, seq-count weighted) | token-mean (global)
+    # agg verl02 with packed micro-batches: the data-parallel size whose micro-batch membership is reproduced
+    # (paper: 8 GPUs). A rank's sequences are first split into verl02_dp_size / world_size equal-count
+    # balanced sets (verl's _balance_batch), then each set into its own token-budget micro-batches. null =
+    # the real world size (no emulation)
+    verl02_dp_size: int | None = 8
     ppo_epochs: int = 1
     ppo_mini_batch_size: int | None = None  # prompts; None = the whole batch = one optimizer step per rollout step (paper)
     # --- optimiser ------------------------------------------------------------------------
     lr: float = 1e-6
     lr_warmup_steps: int = 0  # constant schedule after warm-up
+    # verl02: the fork's get_constant_schedule_with_warmup, factor min(1, s / max(1, warmup)) at optimizer step
+    # s = 0, 1, ...: the FIRST step has lr 0 even without warm-up (AdamW's moments still take its gradient) |
+    # hf: transformers' schedule, the full lr from the first step when lr_warmup_steps is 0
+    lr_schedule: str = "verl02"
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
@@ -104,7 +114,7 @@ class RunConfig:
     dtype: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU; or float32 | bfloat16
     # how bf16 compute meets fp32 master weights: autocast over fp32 parameters | bf16-params (a bf16
     # module, fp32 masters in the optimizer: verl FSDP's mixed precision); nothing to do when dtype is fp32
-    precision: str = "autocast"
+    precision: str = "bf16-params"
     device: str = "auto"  # auto | cpu | cuda
     deepspeed: bool = False
     zero_stage: int = 2
@@ -150,6 +160,8 @@ class RunConfig:
         # the rollout seeds (seed·100003 + step)·1000003 + request must fit torch's 64-bit generator seed
         if not (0 <= self.seed < 2 ** 27):
             raise ConfigError(f"config key 'seed' must be in [0, 2**27), got {self.seed}")
+        if self.verl02_dp_size is not None and self.verl02_dp_size < 1:
+            raise ConfigError(f"config key 'verl02_dp_size' must be >= 1 or null, got {self.verl02_dp_size}")
         if self.lr_warmup_steps < 0:
             raise ConfigError(f"config key 'lr_warmup_steps' must be >= 0, got {self.lr_warmup_steps}")
         if self.grader_workers is not None and self.grader_workers < 1:

@@ -1,10 +1,10 @@
-"""fp32 master weights for a module that computes in bf16 (`precision: bf16-params`).
+"""fp32 master weights for a module that computes in bf16 (`precision: bf16-params`, the default).
 
-The default (`precision: autocast`) keeps the module's parameters in fp32 and runs its matmuls under
+`precision: autocast` instead keeps the module's parameters in fp32 and runs its matmuls under
 bf16 autocast: every linear casts its fp32 weight and activation to bf16 (in the forward, the
 gradient-checkpoint recompute and the backward) and the residual stream stays fp32. `bf16-params` is
 what verl's FSDP actor (the paper's code: MixedPrecision param_dtype bf16, reduce_dtype fp32) and
-DeepSpeed bf16 do instead: the module itself is bf16, the optimizer steps fp32 copies.
+DeepSpeed bf16 do: the module itself is bf16, the optimizer steps fp32 copies.
 
 `MasterWeights` owns those copies: gradients of each micro-batch are added into fp32 `.grad`s of the
 masters (so accumulation over micro-batches is fp32, as FSDP's fp32 gradient reduce), the optimizer,

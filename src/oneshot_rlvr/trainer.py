@@ -9,8 +9,10 @@ verl 0.2 fork (official-repo.md §2.1, grpo-trainer.md §1):
 - the whole batch is one mini-batch → one optimizer step per rollout step (ratio ≡ 1: we take verl's
   on-policy shortcut old_logp = logp.detach() when ppo_epochs = 1 and there is one mini-batch);
 - `agg: verl02` normalises like the fork (token-mean inside each micro-batch, weighted by its share of
-  sequences); `agg: token-mean` is the global token mean (invariant to micro-batching);
-- AdamW (0.9, 0.999), weight decay 0.01, constant lr 1e-6, grad clip 1.0.
+  sequences), over the fork's micro-batches (per emulated GPU: `verl02_dp_size`); `agg: token-mean` is
+  the global token mean (invariant to micro-batching);
+- AdamW (0.9, 0.999), weight decay 0.01, constant lr 1e-6 whose first step has lr 0 (the fork's
+  schedule, `lr_schedule`), grad clip 1.0.
 Log-probs are computed in row chunks (each chunk re-computed in backward) so the [tokens × vocab]
 logits never exist at once.
 """
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -278,6 +282,11 @@ class GRPOTrainer:
     # -- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
+        world = _dist()[1]
+        if cfg.agg == "verl02" and cfg.sequence_packing and cfg.verl02_dp_size and cfg.verl02_dp_size % world:
+            raise ConfigError(f"config key 'verl02_dp_size': {cfg.verl02_dp_size} is not a multiple of the {world} "
+                              "ranks (each rank reproduces verl02_dp_size / ranks of the fork's GPUs); use a multiple, "
+                              "or null")
         check_model_path(cfg.model)
         self.tokenizer = load_tokenizer(cfg.tokenizer_path)
         self.rows, self.dropped = load_train_rows(cfg.train_file, self.tokenizer, cfg.max_prompt_length,
@@ -311,9 +320,8 @@ class GRPOTrainer:
         fused = self.device.startswith("cuda") and not cfg.deepspeed
         self.optimizer = torch.optim.AdamW(self._opt_params(), lr=cfg.lr, betas=tuple(cfg.betas),
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=fused or None)
-        warm = cfg.lr_warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
+            self.optimizer, functools.partial(lr_factor, cfg.lr_schedule, cfg.lr_warmup_steps))
         if cfg.deepspeed:
             from oneshot_rlvr import zero
 
@@ -425,6 +433,27 @@ class GRPOTrainer:
                                 _all_max(packing.n_micro_batches(lens, self.cfg.micro_batch_tokens)))
         return micro_batches(lens, self.cfg.micro_batch_tokens)
 
+    def _update_plan(self, lens: list[int]) -> list[list[int]]:
+        """The update's micro-batches. Under `agg: verl02` the loss depends on which sequences share a
+        micro-batch; the fork formed them per GPU after `_balance_batch` split the 1,024 sequences into 8
+        equal-count balanced sets. `verl02_dp_size` reproduces that: this rank's sequences into
+        verl02_dp_size / world sets, each into its own micro-batches (the count agreed over every set)."""
+        cfg, world = self.cfg, _dist()[1]
+        dp = cfg.verl02_dp_size
+        if not (cfg.sequence_packing and cfg.agg == "verl02" and dp and dp != world):
+            return self._plan(lens)
+        local = dp // world
+        if len(lens) < local or len(lens) % local:
+            if not getattr(self, "_warned_dp", False):
+                self._warned_dp = True
+                warnings.warn(f"verl02_dp_size {dp}: {len(lens)} sequences per rank do not split into {local} equal "
+                              "sets; micro-batches are formed over the rank's whole share", stacklevel=2)
+            return self._plan(lens)
+        sets = packing.balanced_partitions(lens, local, equal_size=True)
+        budget = cfg.micro_batch_tokens
+        k = _all_max(max(packing.n_micro_batches([lens[i] for i in s], budget) for s in sets))
+        return [[s[j] for j in mb] for s in sets for mb in packing.plan([lens[i] for i in s], budget, k)]
+
     def _logprobs(self, model, ro: Rollout, with_entropy: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """No-grad per-sequence log-probs (and entropies) of the responses, by token-budget micro-batches."""
         seqs = list(zip(ro.prompt_ids, ro.response_ids))
@@ -462,7 +491,7 @@ class GRPOTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                 rows, ws = [], []  # per micro-batch: loss terms (on the device) and weights
                 lens = [len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx]
-                plan: list = self._plan(lens)
+                plan: list = self._update_plan(lens)
                 if self.ds is not None:
                     # ZeRO reduces gradients inside every backward (a collective): every rank runs the same
                     # number of backward passes; a rank with fewer micro-batches adds zero-weight repeats
@@ -892,6 +921,16 @@ def _clear_run(out: Path) -> None:
             shutil.rmtree(doomed)
         elif p.exists():
             p.unlink()
+
+
+def lr_factor(schedule: str, warmup: int, s: int) -> float:
+    """The learning-rate factor of optimizer step s = 0, 1, ... (`lr_schedule`). verl02: the fork's
+    get_constant_schedule_with_warmup, min(1, s / max(1, warmup)), whose first step has lr 0 even without
+    warm-up; hf: transformers' constant schedule with warm-up, the full lr from the first step when
+    warmup is 0."""
+    if schedule == "verl02":
+        return min(1.0, s / max(1, warmup))
+    return s / warmup if s < warmup else 1.0
 
 
 def _read_config(path: Path) -> dict | None:
