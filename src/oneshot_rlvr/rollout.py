@@ -41,6 +41,7 @@ class SamplingConfig:
     stop_token_ids: list[int] = field(default_factory=list)  # besides the model's EOS
     logprobs: bool = False  # return the sampled tokens' (temperature-processed) log-probs
     min_tokens: int = 0  # EOS suppressed before this many tokens (benchmarks force response lengths)
+    detokenize: bool = True  # vLLM: also return the text (the trainer reads token ids only: off, as verl)
 
 
 @dataclass
@@ -245,15 +246,18 @@ class VLLMEngine:
 
         params = []
         for i in range(len(prompt_ids)):
-            # a distinct, reproducible seed per request: identical prompts (1-shot) must not get identical samples
-            seed = None if sampling.seed is None else sampling.seed * 1_000_003 + i
+            # a distinct, reproducible seed per request: identical prompts (1-shot) must not get identical samples.
+            # vLLM seeds a request's n samples seed, seed + 1, ..., seed + n - 1 (parallel_sampling): requests
+            # are spaced by n, or request i's sample j would repeat request i+1's sample j-1
+            seed = None if sampling.seed is None else sampling.seed * 1_000_003 + i * sampling.n
             params.append(SamplingParams(
                 n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                 top_k=sampling.top_k if sampling.top_k and sampling.top_k > 0 else 0,
                 max_tokens=sampling.max_tokens, min_tokens=sampling.min_tokens, seed=seed,
                 stop=list(sampling.stop) or None,
                 stop_token_ids=list(sampling.stop_token_ids) or None,
-                logprobs=0 if sampling.logprobs else None, detokenize=True))
+                logprobs=0 if sampling.logprobs else None,
+                detokenize=sampling.detokenize or bool(sampling.stop)))  # stop strings need the text
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params, use_tqdm=False)
         result = []
         for o in outs:

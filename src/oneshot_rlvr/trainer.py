@@ -378,7 +378,7 @@ class GRPOTrainer:
         if rank > 0:  # 1-shot: every rank holds the same prompt; the same seed would give the same samples
             seed += rank * 10_000_019
         sampling = SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                                  max_tokens=cfg.max_response_length, seed=seed)
+                                  max_tokens=cfg.max_response_length, seed=seed, detokenize=False)
         self.engine.wake()
         outs: list[list[Completion]] = self.engine.generate([r.prompt_ids for r in batch_rows], sampling)
         self.engine.sleep()
