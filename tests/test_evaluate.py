@@ -92,7 +92,7 @@ def test_summary_greedy_has_no_pass_at_k_and_subject_breakdown():
         "math_verify": {"Algebra": 100.0, "Geometry": 0.0},
     }
     assert s["boxed_ratio"] == 50.0
-    assert s["reflection_ratio"] == 50.0
+    assert s["reflection_ratio"] == 50.0 and s["reflection_count"] == 2  # Fig. 4 counts responses
     assert s["mean_response_length"] == pytest.approx(11.0)
     assert s["truncated_ratio"] == 25.0
     assert s["decoding"] == {"temperature": 0.0}

@@ -6,7 +6,10 @@ import matplotlib.image as mpimg
 import pytest
 
 from oneshot_rlvr.cli import main
-from oneshot_rlvr.report.figures import FIGURES
+import pandas as pd
+
+from oneshot_rlvr.report.figures import FIGURES, fig1_curves, reflection_counts
+from oneshot_rlvr.report.longtable import run_view
 
 SYNTHETIC = Path(__file__).parent / "golden" / "metrics_small.csv"
 
@@ -46,3 +49,26 @@ def test_unknown_grader_is_a_user_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--grader 'bogus'" in err and "qwen" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_fig1_plots_every_evaluated_step_per_training_set():
+    """The paper's Fig. 1 is accuracy vs step (not one bar at the best step): the π1 curve holds every
+    evaluated step of the synthetic table, MATH500 and the 6-benchmark average."""
+    metrics = pd.read_csv(SYNTHETIC, dtype={"step": int})
+    curves = {label: (m, a) for label, m, a in fig1_curves(metrics, "qwen2.5-math-1.5b", "qwen")}
+    assert "base model" not in curves and "{π1}" in curves
+    math, avg = curves["{π1}"]
+    assert list(math.index) == [0, 20, 40, 60, 80] and list(math.values) == [36.0, 60.0, 70.0, 72.0, 75.0]
+    assert len(avg) >= 2 and avg.index.is_monotonic_increasing
+
+
+def test_fig4_counts_reflective_responses_over_the_six_benchmarks():
+    rows = [("m", "r", step, b, "", "reflection_count", n)
+            for step, n in ((0, 1), (20, 3))
+            for b in ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25")]
+    rows += [("m", "r", 40, "math500", "", "reflection_count", 9)]  # step 40: one benchmark only
+    rows += [("m", "r", 0, "arc_e", "", "reflection_count", 100)]  # not one of the six
+    rows += [("m", "r", s, "math500", "qwen", "accuracy", 50.0) for s in (0, 20, 40)]
+    df = pd.DataFrame(rows, columns=["model", "run", "step", "benchmark", "grader", "metric", "value"])
+    counts = reflection_counts(run_view(df, "m", "r", "qwen"))
+    assert counts.to_dict() == {0: 6, 20: 18}

@@ -3,7 +3,7 @@
 Columns `model, run, step, benchmark, grader, metric, value`:
 - evaluation rows from `runs/<model>/<run>/eval/step_<k>/<bench>/summary.json` (accuracy and
   pass_at_k per grader, accuracy/<subject> per grader, grader-independent boxed_ratio,
-  reflection_ratio, mean_response_length with grader "");
+  reflection_ratio, reflection_count, mean_response_length with grader "");
 - training rows from `runs/<model>/<run>/train/metrics.jsonl` (benchmark "train", grader "", every
   numeric key of each step's record).
 Partial trees are fine: whatever exists is collected. A malformed file, a missing results directory
@@ -22,7 +22,7 @@ from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
 
 COLUMNS = ["model", "run", "step", "benchmark", "grader", "metric", "value"]
-GRADER_FREE = ("boxed_ratio", "reflection_ratio", "mean_response_length")
+GRADER_FREE = ("boxed_ratio", "reflection_ratio", "reflection_count", "mean_response_length")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 

@@ -180,7 +180,8 @@ def summarize(
                 by_subject[g][subj] = 100.0 * sum(bool(r["correct"][g]) for r in rows) / len(rows)
         summary["accuracy_by_subject"] = by_subject
     summary["boxed_ratio"] = 100.0 * sum("\\boxed" in s["response"] for s in samples) / n_rows
-    summary["reflection_ratio"] = 100.0 * sum(has_reflection(s["response"]) for s in samples) / n_rows
+    summary["reflection_count"] = sum(has_reflection(s["response"]) for s in samples)  # Fig. 4 counts responses
+    summary["reflection_ratio"] = 100.0 * summary["reflection_count"] / n_rows
     summary["mean_response_length"] = sum(s["n_tokens"] for s in samples) / n_rows
     summary["truncated_ratio"] = 100.0 * sum(s["finish_reason"] == "length" for s in samples) / n_rows
     status_counts: dict[str, dict[str, int]] = {}

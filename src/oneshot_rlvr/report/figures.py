@@ -1,8 +1,9 @@
 """The paper's figures from the collected long table (matplotlib, Agg backend; PNG + PDF each).
 
-- Fig. 1: MATH500 and 6-benchmark average per training set at the best-average step, ours beside the paper's.
+- Fig. 1: MATH500 and 6-benchmark average vs step per training set; the paper's best-average points beside.
 - Fig. 2: training accuracy (train `acc/mean`) and test accuracy vs step for π1, π13, DSR-sub.
-- Fig. 4: train `response_length/mean`, train `entropy` and eval reflection ratio vs step.
+- Fig. 4: train `response_length/mean`, train `entropy` and the count of test responses with reflection
+  words over the six benchmarks vs step.
 - Fig. 5: 6-benchmark average vs step with / without the entropy loss and at T = 0.6 / 1.0.
 - Fig. 6: category transfer: MATH500 gain per subject over the base model for each single example.
 
@@ -25,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from oneshot_rlvr.report import PAPER_MAIN_MODEL, SIX_BENCHMARKS, SUBJECTS  # noqa: E402
-from oneshot_rlvr.report.best import average_by_step, best_average_step, best_benchmark_step  # noqa: E402
+from oneshot_rlvr.report.best import average_by_step, best_benchmark_step  # noqa: E402
 from oneshot_rlvr.report.longtable import RunIndex, RunView, run_view  # noqa: E402
 from oneshot_rlvr.report.paper import load_paper_table  # noqa: E402
 
@@ -82,50 +83,50 @@ def _views(metrics: pd.DataFrame | RunIndex, model: str, runs, grader: str) -> l
     return [(run, label, run_view(metrics, model, run, grader)) for run, label in runs]
 
 
+def fig1_curves(metrics: pd.DataFrame | RunIndex, model: str, grader: str) -> list[tuple[str, pd.Series, pd.Series]]:
+    """(label, MATH500 by step, 6-benchmark average by step) of each Fig. 1 / Table 8 training set (ours)."""
+    out = []
+    for p in load_paper_table("table8"):
+        if p.run == "base":  # step 0 of every curve
+            continue
+        v = run_view(metrics, model if p.model == PAPER_MAIN_MODEL else p.model, p.run, grader)
+        math = v.accuracy["math500"].dropna() if "math500" in v.accuracy.columns else pd.Series(dtype=float)
+        out.append((p.label, math.sort_index(), average_by_step(v.accuracy)))
+    return out
+
+
 def fig1(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -> list[Path]:
-    """Bars: MATH500 and average at each training set's best-average step; the paper's bars hatched."""
-    paper = load_paper_table("table8")
-    labels = [p.label for p in paper]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    any_ours = False
-    for ax, (key, title) in zip(axes, (("math500", "MATH500"), ("avg", "Average of 6 benchmarks"))):
-        ours, theirs = [], []
-        for p in paper:
-            v = run_view(metrics, model if p.model == PAPER_MAIN_MODEL else p.model, p.run, grader)
-            best = best_average_step(v.accuracy)
-            val = None
-            if best is not None:
-                val = best[1] if key == "avg" else v.value(best[0], key, "accuracy")
-            ours.append(val)
-            theirs.append(p.number(key))
-        any_ours |= any(o is not None for o in ours)
-        x = np.arange(len(labels))
-        w = 0.38
-        o = np.array([np.nan if v is None else v for v in ours], dtype=float)
-        t = np.array([np.nan if v is None else v for v in theirs], dtype=float)
-        b1 = ax.bar(x - w / 2, o, w, label=f"ours ({model}, {grader})", color=_COLORS[0])
-        b2 = ax.bar(x + w / 2, t, w, label="paper (Qwen2.5-Math-1.5B)", color="white", edgecolor=_COLORS[1], hatch="//")
-        for bars, vals in ((b1, o), (b2, t)):
-            for bar, v in zip(bars, vals):
-                if np.isfinite(v):
-                    ax.annotate(f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
-                                fontsize=7.5, xytext=(0, 1), textcoords="offset points")
-        for i, v in enumerate(o):
-            if not np.isfinite(v):
-                ax.annotate("—", (x[i] - w / 2, 0), ha="center", va="bottom", fontsize=12, color="0.3")
-        ax.set_xticks(x, labels, rotation=25, ha="right")
+    """MATH500 and the 6-benchmark average vs training step per training set (the paper's Fig. 1 curves);
+    the paper's best-average checkpoint of each set (Table 8) is drawn as a hollow marker at its step."""
+    paper = {p.label: p for p in load_paper_table("table8")}
+    curves = fig1_curves(metrics, model, grader)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
+    drawn = False
+    for ax, (i_series, key, title) in zip(axes, ((1, "math500", "MATH500"), (2, "avg", "Average of 6 benchmarks"))):
+        for i, curve in enumerate(curves):
+            label, s = curve[0], curve[i_series]
+            color = _COLORS[i % len(_COLORS)]
+            if not s.empty:
+                ax.plot(s.index, s.values, _STYLES[i % 3], marker=_marker(s, "o"), ms=3, lw=1.4, color=color,
+                        label=label)
+                drawn = True
+            p = paper[label]
+            if p.number(key) is not None and p.number("step") is not None:
+                ax.plot([p.number("step")], [p.number(key)], "o", mfc="none", mec=color, ms=8, mew=1.5,
+                        label=f"{label}: paper, best avg. step" if key == "math500" else None)
+        base = paper.get("base model")
+        if base is not None and base.number(key) is not None:
+            ax.axhline(base.number(key), color="0.5", lw=1, ls="--", label="base model (paper)" if key == "math500" else None)
+        ax.set_xlabel("training step")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(title)
-        top = np.nanmax(np.concatenate([o, t])) if np.isfinite(np.concatenate([o, t])).any() else 100.0
-        ax.set_ylim(0, top * 1.15 + 1)
-        ax.grid(axis="x", visible=False)
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.93), frameon=False)
-    if not any_ours:
+    fig.legend(handles, names, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 0.97), frameon=False, fontsize=7.5)
+    if not drawn:
         for ax in axes:
-            _no_data(ax, NO_DATA + " (paper's bars only)", hide_ticks=False)
-    fig.suptitle("Fig. 1: training set vs accuracy at the best-average checkpoint", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+            _no_data(ax, NO_DATA + " (paper's points only)", hide_ticks=False)
+    fig.suptitle(f"Fig. 1: accuracy vs step per training set ({model}, grader {grader})", fontsize=12, y=1.04)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
     return _save(fig, out, "fig1")
 
 
@@ -163,11 +164,17 @@ def fig2(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -
     return _save(fig, out, "fig2")
 
 
-def _reflection(v: RunView) -> pd.Series:
-    rows = v.rows[(v.rows["metric"] == "reflection_ratio") & v.rows["benchmark"].isin(SIX_BENCHMARKS)]
+def reflection_counts(v: RunView) -> pd.Series:
+    """Test responses containing a reflection word ("rethink", "recheck", "recalculate"), summed over the
+    six benchmarks, by step (the paper's Fig. 4 counts responses). Steps lacking one of the six are left
+    out: a partial sum would look like fewer reflections."""
+    rows = v.rows[(v.rows["metric"] == "reflection_count") & v.rows["benchmark"].isin(SIX_BENCHMARKS)]
     if rows.empty:
         return pd.Series(dtype=float)
-    return rows.groupby("step")["value"].mean().sort_index()
+    per_step = rows.groupby("step")
+    sums = per_step["value"].sum()
+    complete = per_step["benchmark"].nunique() == len(SIX_BENCHMARKS)
+    return sums[complete].sort_index()
 
 
 def fig4(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -> list[Path]:
@@ -176,7 +183,7 @@ def fig4(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -
     panels = (
         ("train response length (tokens)", lambda v: v.train("response_length/mean")),
         ("train entropy (per token)", lambda v: v.train("entropy")),
-        ("test responses with reflection words (%)", _reflection),
+        ("test responses with reflection words", reflection_counts),
     )
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (ylabel, get) in zip(axes, panels):
@@ -194,7 +201,7 @@ def fig4(metrics: pd.DataFrame | RunIndex, out: Path, model: str, grader: str) -
             ax.legend(loc="best")
         else:
             _no_data(ax)
-    axes[2].set_title("mean over evaluated benchmarks", fontsize=9)
+    axes[2].set_title("count over the six benchmarks", fontsize=9)
     fig.suptitle(f"Fig. 4: response length, entropy and self-reflection ({model})", fontsize=12)
     fig.tight_layout()
     return _save(fig, out, "fig4")

@@ -1,7 +1,7 @@
 """Write a built table as Markdown, LaTeX (booktabs) and CSV.
 
 Every value cell shows our number, the paper's and the difference: `73.2 (73.6, -0.4)`. A missing run
-is "—" (never 0); a number the paper does not report is "n/r". The CSV keeps the three numbers in
+is "—" (never 0); a paper number not known to us (not reported, or not in our sources) is "n/r". The CSV keeps the three numbers in
 separate columns (`<key>`, `<key>_paper`, `<key>_diff`), empty where unknown.
 """
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from oneshot_rlvr.errors import ConfigError
 from oneshot_rlvr.report import BENCHMARK_NAMES, PAPER_MAIN_MODEL, SIX_BENCHMARKS, SUBJECTS
-from oneshot_rlvr.report.best import best_average_step, best_benchmark_step, round1
+from oneshot_rlvr.report.best import average_by_step, best_average_step, best_benchmark_step, round1
 from oneshot_rlvr.report.longtable import RunIndex, RunView, run_view
 from oneshot_rlvr.report.paper import PaperRow, load_paper_table
 
@@ -185,6 +185,7 @@ class BuiltRow:
     label: str
     info: dict[str, str]
     cells: dict[str, Cell]
+    note: str = ""  # how this row departs from the table's grader or selection rule (said in the caption)
 
     @property
     def status(self) -> str:
@@ -205,6 +206,19 @@ class BuiltTable:
             out[r.status] += 1
         return out
 
+    def exceptions(self) -> list[tuple[str, str]]:
+        """(which rows, how) for rows that depart from the table's grader or rule: a whole model's rows
+        named once by the model, single rows by their label."""
+        out: list[tuple[str, str]] = []
+        for model in dict.fromkeys(r.paper_model for r in self.rows):
+            rows = [r for r in self.rows if r.paper_model == model]
+            notes = {r.note for r in rows}
+            if len(notes) == 1 and "" not in notes and len(rows) > 1:
+                out.append((f"{model} rows", rows[0].note))
+            else:
+                out += [(r.label, r.note) for r in rows if r.note]
+        return out
+
     @property
     def multi_model(self) -> bool:
         return len({r.paper_model for r in self.rows}) > 1
@@ -217,11 +231,12 @@ class BuiltTable:
             else f"model `{self.main_model}`"
         )
         title = f"Table {self.spec.number}: {self.spec.title}. " if with_title else ""
+        exceptions = "".join(f"; {who}: {note}" for who, note in self.exceptions())
         return (
             f"{title}Grader: `{self.grader}`; {model}; "
-            f"selection: {self.spec.selection}. Runs complete: {c['complete']}/{len(self.rows)} "
+            f"selection: {self.spec.selection}{exceptions}. Runs complete: {c['complete']}/{len(self.rows)} "
             f"({c['partial']} partial, {c['missing']} missing). "
-            "Cells: ours (paper, ours − paper); — = no run or no evaluation yet; n/r = not reported by the paper."
+            "Cells: ours (paper, ours − paper); — = no run or no evaluation yet; n/r = no paper number known to us."
         )
 
 
@@ -237,14 +252,33 @@ def build_table(
     table = BuiltTable(spec=spec, grader=grader, main_model=main_model)
     for prow in paper_rows:
         model = main_model if prow.model == PAPER_MAIN_MODEL else prow.model
-        ctx = RunContext(run_view(index, model, prow.run, grader))
+        # a row the paper graded differently (R1-Distill: the rllm evaluator's grader) names its grader
+        row_grader = prow.cells.get("grader", "").strip() or grader
+        ctx = RunContext(run_view(index, model, prow.run, row_grader))
+        fixed = prow.number("at_step")  # a row the paper reports at a fixed step (Table 5 row 10: step 20)
         cells = {}
         for col in spec.columns:
-            ours = col.compute(ctx) if not ctx.view.empty else None
+            if ctx.view.empty:
+                ours = None
+            elif fixed is not None:
+                ours = _at_step(ctx, col, int(fixed))
+            else:
+                ours = col.compute(ctx)
             cells[col.key] = Cell(ours=None if ours is None else float(ours), paper=prow.number(col.key), kind=col.kind)
         info = {k: prow.cells.get(k, "") for k, _ in spec.info}
-        table.rows.append(BuiltRow(prow.model, model, prow.run, prow.label, info, cells))
+        note = "; ".join(x for x in (f"grader `{row_grader}`" if row_grader != grader else "",
+                                      f"at step {int(fixed)}" if fixed is not None else "") if x)
+        table.rows.append(BuiltRow(prow.model, model, prow.run, prow.label, info, cells, note))
     return table
+
+
+def _at_step(ctx: RunContext, col: Column, step: int) -> float | None:
+    """Column `col` of a row the paper reports at one fixed step instead of the table's rule."""
+    if col.kind == "step":
+        return step if step in ctx.view.accuracy.index else None
+    if col.key == "avg":
+        return average_by_step(ctx.view.accuracy).get(step)
+    return ctx.view.value(step, col.key, "accuracy")
 
 
 def resolve_main_model(metrics: pd.DataFrame, requested: str | None) -> str:
