@@ -46,6 +46,10 @@ def test_train_three_steps_writes_every_output(tmp_path, tiny_model_dir, pi1_fil
         assert key in lines[0], key
     assert set(lines[0]["acc/by_index"]) == {"124"}  # pi_1 is DSR-sub index 124
     assert all(l["response_length/max"] <= 32 for l in lines)
+    # verl's clip ratio counts responses at the cap; the fork's schedule gives step 1 lr 0, then the lr
+    assert all(l["response_length/clip_ratio"] >= l["response_length/truncated_ratio"] for l in lines)
+    assert all(l["response_length/clip_ratio"] == 0.0 for l in lines if l["response_length/max"] < 32)
+    assert [l["lr"] for l in lines] == [0.0, 1e-6, 1e-6]
     done = json.loads((out / "done.json").read_text())
     assert done == {"steps": [0, 2, 3], "final_step": 3}
     from transformers import AutoModelForCausalLM

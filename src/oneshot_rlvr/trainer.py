@@ -414,7 +414,11 @@ class GRPOTrainer:
             "acc/by_index": _accuracy_by_index(all_idx, all_scores, cfg.n),
             "response_length/mean": float(np.mean(lens)),
             "response_length/max": int(max(lens)),
-            "response_length/clip_ratio": float(np.mean([f == "length" for f in finish_all])),
+            "response_length/min": int(min(lens)),
+            # verl's definition: responses AT the length cap (one ending with EOS exactly there included);
+            # truncated ones alone are response_length/truncated_ratio
+            "response_length/clip_ratio": float(np.mean([n >= cfg.max_response_length for n in lens])),
+            "response_length/truncated_ratio": float(np.mean([f == "length" for f in finish_all])),
             "boxed_ratio": float(np.mean(boxed)) if boxed else 0.0,
             "grader/timeouts": int(_all_sum(getattr(rb, "timeouts", 0))),
             "grader/errors": int(_all_sum(getattr(rb, "errors", 0))),
@@ -579,10 +583,10 @@ class GRPOTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 norms.append(grad_norm.item())
                 n_steps += 1
+        lr_used = self.optimizer.param_groups[0]["lr"]  # logged: the lr of this step's update (verl logs the next)
         self.scheduler.step()
         stats = {k: _all_sum(float(v)) / max(n_steps, 1) for k, v in zip(terms, totals) if k != "loss"}
-        stats.update({"grad_norm": float(np.mean(norms)), "lr": self.optimizer.param_groups[0]["lr"],
-                      "optimizer_steps": n_steps})
+        stats.update({"grad_norm": float(np.mean(norms)), "lr": lr_used, "optimizer_steps": n_steps})
         return stats
 
     # -- checkpoints and resume --------------------------------------------------------------
