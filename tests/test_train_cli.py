@@ -82,7 +82,8 @@ def test_unknown_key_is_named():
     ({"pg_coef": float("inf")}, "pg_coef"), ({"pg_coef": -1.0}, "pg_coef"), ({"grad_clip": 0}, "grad_clip"),
     ({"top_k": -2}, "top_k"), ({"gpu_memory_utilization": 0}, "gpu_memory_utilization"),
     ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"), ({"max_num_seqs": 0}, "max_num_seqs"),
-    ({"lr_warmup_steps": -1}, "lr_warmup_steps"), ({"seed": -1}, "seed"), ({"seed": 2 ** 40}, "seed"),
+    ({"lr_warmup_steps": -1}, "lr_warmup_steps"), ({"verl02_dp_size": 0}, "verl02_dp_size"),
+    ({"engine": "hf", "hf_static_cache": "on", "deepspeed": True, "zero_stage": 3}, "hf_static_cache"), ({"seed": -1}, "seed"), ({"seed": 2 ** 40}, "seed"),
     ({"label_override": " "}, "label_override"), ({"temperature": float("nan")}, "temperature"),
 ])
 def test_bad_values_are_named(data, key):

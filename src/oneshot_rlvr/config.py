@@ -160,6 +160,9 @@ class RunConfig:
         # the rollout seeds (seed·100003 + step)·1000003 + request must fit torch's 64-bit generator seed
         if not (0 <= self.seed < 2 ** 27):
             raise ConfigError(f"config key 'seed' must be in [0, 2**27), got {self.seed}")
+        if self.engine == "hf" and self.hf_static_cache == "on" and self.deepspeed and self.zero_stage == 3:
+            raise ConfigError("config key 'hf_static_cache': on cannot read ZeRO-3's partitioned weights "
+                              "(deepspeed with zero_stage: 3); use auto or off, or zero_stage: 2")
         if self.verl02_dp_size is not None and self.verl02_dp_size < 1:
             raise ConfigError(f"config key 'verl02_dp_size' must be >= 1 or null, got {self.verl02_dp_size}")
         if self.lr_warmup_steps < 0:

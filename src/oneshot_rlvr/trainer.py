@@ -351,8 +351,11 @@ class GRPOTrainer:
     def _make_engine(self):
         cfg = self.cfg
         if cfg.engine == "hf":
+            # the static decoder copies the module's parameters, which ZeRO-3 partitions over ranks (empty
+            # here): under ZeRO-3 generate() decodes, its hooks gather them (validate refuses an explicit on)
+            static = "off" if cfg.deepspeed and cfg.zero_stage == 3 else cfg.hf_static_cache
             return make_engine("hf", cfg.model, model=self.model, tokenizer=self.tokenizer,
-                               static_cache=cfg.hf_static_cache, compile=cfg.hf_compile)
+                               static_cache=static, compile=cfg.hf_compile)
         dt = {torch.float32: "float32", torch.bfloat16: "bfloat16"}[self.dtype]
         return make_engine("vllm", cfg.model, dtype=dt, seed=cfg.seed,
                            max_model_len=cfg.max_prompt_length + cfg.max_response_length,
