@@ -208,7 +208,7 @@ RESUME_MAY_DIFFER = frozenset({
 })
 # the micro-batch partition sets `agg: verl02`'s normalisation (token mean per micro-batch); the other
 # aggregations are invariant to it, so only then may these change
-MICRO_BATCH_KEYS = frozenset({"micro_batch_tokens", "sequence_packing"})
+MICRO_BATCH_KEYS = frozenset({"micro_batch_tokens", "sequence_packing", "verl02_dp_size"})
 
 
 def resume_conflicts(old: dict[str, Any], new: RunConfig) -> list[tuple[str, Any, Any]]:
