@@ -19,7 +19,10 @@ def _trainer(model_dir, pi1, compile_: bool, packed: bool = True, dtype: str = "
     # adam_eps 1e-6 (paper 1e-8) bounds Adam's amplification of rounding in gradients near eps (tests/test_zero.py)
     cfg = from_dict(dict(model=str(model_dir), train_file=str(pi1), train_batch_size=2, n=4, engine="hf", lr=1e-3, lr_schedule="hf",
                          adam_eps=1e-6, gradient_checkpointing=True, progress=False, tensorboard=False, torch_compile=compile_,
-                         sequence_packing=packed, dtype=dtype, precision=precision))
+                         sequence_packing=packed, dtype=dtype, precision=precision,
+                         # micro-batches over the whole share: with 8 emulated GPUs these 4-12 sequence batches would
+                         # give one-sequence micro-batches, a size dynamo specializes (one more graph, not a re-trace)
+                         verl02_dp_size=None))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
     # several sequences per micro-batch: packed rows go through the (uncompiled) per-sequence attention between
