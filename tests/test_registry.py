@@ -181,6 +181,12 @@ def _edited(base, edit):
      "config key 'commands.train': unknown placeholder {gpu} (allowed: {gpus}"),
     (PAPER, lambda c: c.update(commands={"train": "torchrun --nproc_per_node={gpus -m oneshot_rlvr.cli train"}),
      "config key 'commands.train': not a valid command template"),
+    (PAPER, lambda c: c["evaluation"].update(extra_args="--graders qwen,sympy"),
+     "config key 'evaluation.extra_args': unknown grader(s) sympy"),
+    (PAPER, lambda c: c["evaluation"].update(extra_args="--grader-workrs 4"),
+     "config key 'evaluation.extra_args': '--grader-workrs 4': unrecognized arguments: --grader-workrs 4"),
+    (PAPER, lambda c: c["evaluation"].update(extra_args="--dtype fp8"),
+     "config key 'evaluation.extra_args': '--dtype fp8': argument --dtype: invalid choice"),
 ])
 def test_job_time_failures_are_caught_at_plan_time(base, edit, message):
     with pytest.raises(ConfigError) as exc:
@@ -194,5 +200,7 @@ def test_model_paths_that_stay_accepted():
     assert plan_of(cfg).model_path(M15) == "Qwen/Qwen2.5-Math-1.5B"
     cfg = _edited(PAPER, lambda c: c["models"][M15].update(path="resources/toy/model"))
     assert plan_of(cfg).model_path(M15) == "resources/toy/model"
+    cfg = _edited(PAPER, lambda c: c["evaluation"].update(extra_args="--grader-workers 4 --save-token-ids"))
+    assert plan_of(cfg)
     cfg = _edited(PAPER, lambda c: c.update(commands={"train": "torchrun --nproc_per_node={gpus} -m x train"}))
     assert plan_of(cfg).cfg["commands"]["train"].format(gpus=2).startswith("torchrun --nproc_per_node=2 ")

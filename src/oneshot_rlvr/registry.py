@@ -282,6 +282,33 @@ def _check_train_command(command: str) -> None:
                           f"placeholders allowed: {allowed}, write {{{{ }}}} for a literal brace") from None
 
 
+def _check_eval_extra_args(extra: str) -> None:
+    """evaluation.extra_args is appended to every `rlvr evaluate` call: an unknown flag or a bad value must
+    fail at plan time, not in hundreds of evaluate jobs."""
+    import argparse
+    import shlex
+
+    from oneshot_rlvr.commands import evaluate as evaluate_cmd
+    from oneshot_rlvr.evaluate import GRADERS
+
+    key = "config key 'evaluation.extra_args'"
+    try:
+        words = shlex.split(extra)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise ConfigError(f"{key}: {extra!r}: {message}")
+
+    parser = _Parser(prog="rlvr evaluate", add_help=False)
+    evaluate_cmd.add_arguments(parser)
+    args = parser.parse_args(["--model", "m", "--benchmarks", "math500", "--out", "o", *words])
+    bad = [g for g in (g.strip() for g in args.graders.split(",")) if g and g not in GRADERS]
+    if bad:
+        raise ConfigError(f"{key}: unknown grader(s) {', '.join(bad)} (known: {', '.join(GRADERS)})")
+
+
 def _check_model_path(name: str, m: dict, root: Path) -> None:
     """A local model directory that nothing builds (build: null) must exist now, not only when a job
     loads it. The local/hub-id rule is modeling.check_model_path's (the one the jobs apply), with
@@ -311,6 +338,7 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     root = Path(root)
     models, datasets, variants = cfg["models"], cfg["datasets"], cfg["variants"]
     _check_train_command(cfg["commands"]["train"])
+    _check_eval_extra_args(cfg["evaluation"].get("extra_args") or "")
 
     # sources and the pool
     for name, rel in cfg["sources"].items():
