@@ -364,7 +364,7 @@ def test_restart_stale_starts_a_changed_or_pruned_run_over(tmp_path, two_step_ru
     assert all(torch.equal(a[k], b[k]) for k in b)
     assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 5e-4
     assert (out / "notes.txt").read_text() == "mine"
-    assert not list(out.glob(".*clearing"))
+    assert not list(out.glob(".*deleting"))
 
     pruned = _copy_run(ref, tmp_path / "pruned", done=False)
     shutil.rmtree(pruned / "state")

@@ -41,15 +41,18 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def check_model_path(path: str, key: str = "model") -> None:
-    """A local path must be a model dir; anything that is not a path is taken as a hub id."""
+def check_model_path(path: str, key: str = "model", root: str | Path | None = None, hint: str = "") -> None:
+    """A local path must be a model dir; anything that is not a path is taken as a hub id (org/name).
+    `root`: where relative paths are taken from (default: the working directory); `hint` ends the
+    not-found message."""
     p = Path(path)
-    looks_local = p.is_absolute() or path.startswith(".") or p.exists() or path.count("/") != 1
+    local = p if root is None or p.is_absolute() else Path(root) / p
+    looks_local = p.is_absolute() or path.startswith(".") or local.exists() or path.count("/") != 1
     if looks_local:
-        if not p.is_dir():
-            raise RlvrError(f"config key '{key}': model directory not found: {path}")
-        if not (p / "config.json").is_file():
-            raise RlvrError(f"config key '{key}': {path} has no config.json (not a HF model directory)")
+        if not local.is_dir():
+            raise ConfigError(f"config key '{key}': model directory not found: {path}{hint}")
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"config key '{key}': {path} has no config.json (not a HF model directory)")
 
 
 def load_tokenizer(path: str):

@@ -23,6 +23,7 @@ import yaml
 
 from oneshot_rlvr import config as runconfig
 from oneshot_rlvr.errors import ConfigError, RlvrError
+from oneshot_rlvr.modeling import check_model_path
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 BENCHMARKS = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "arc_e", "arc_c")
@@ -311,22 +312,10 @@ def _check_eval_extra_args(extra: str) -> None:
 
 def _check_model_path(name: str, m: dict, root: Path) -> None:
     """A local model directory that nothing builds (build: null) must exist now, not only when a job
-    loads it. The local/hub-id rule is modeling.check_model_path's (the one the jobs apply), with
-    relative paths taken from the workflow directory."""
-    if m.get("build"):
-        return
-    path = m["path"]
-    p = Path(path)
-    local = p if p.is_absolute() else root / p
-    looks_local = p.is_absolute() or path.startswith(".") or local.exists() or path.count("/") != 1
-    if not looks_local:
-        return  # a hub id (org/name): downloaded or found in the HF cache by the job
-    key = f"config key 'models.{name}.path'"
-    if not local.is_dir():
-        raise ConfigError(f"{key}: model directory not found: {path} (a hub id is 'org/name'; a model a rule "
-                          f"builds needs 'build: tiny' or 'build: toy')")
-    if not (local / "config.json").is_file():
-        raise ConfigError(f"{key}: {path} has no config.json (not a HF model directory)")
+    loads it (the jobs' own rule, relative paths taken from the workflow directory)."""
+    if not m.get("build"):
+        check_model_path(m["path"], f"models.{name}.path", root,
+                         hint=" (a hub id is 'org/name'; a model a rule builds needs 'build: tiny' or 'build: toy')")
 
 
 def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str | Path | None = None) -> Plan:

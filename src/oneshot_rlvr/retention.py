@@ -34,9 +34,11 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _remove_dir(path: Path) -> None:
-    """Rename to `.<name>.deleting`, then remove: a kill mid-way never leaves a half `path` behind."""
+def remove_dir(path: Path) -> None:
+    """Rename to `.<name>.deleting`, then remove: a kill mid-way never leaves a half `path` behind (a
+    leftover of an earlier kill under that name goes first)."""
     doomed = path.with_name(f".{path.name}.deleting")
+    shutil.rmtree(doomed, ignore_errors=True)
     os.replace(path, doomed)
     shutil.rmtree(doomed)
 
@@ -125,7 +127,7 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: l
         freed += size
         deleted.append(step)
         if not dry_run:
-            _remove_dir(path)
+            remove_dir(path)
     if not dry_run:  # leftovers of a prune killed mid-deletion
         for left in (run_dir / "train" / "checkpoints").glob(".step_*.deleting"):
             shutil.rmtree(left, ignore_errors=True)
@@ -135,7 +137,7 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: l
     if keep_optimizer == "none" and state_bytes and (run_dir / "train" / "done.json").is_file():
         state_freed = state_bytes  # finished: no resume will ever need it
         if not dry_run:
-            _remove_dir(state)
+            remove_dir(state)
     if not dry_run:
         shutil.rmtree(run_dir / "train" / ".state.deleting", ignore_errors=True)
     return {"run_dir": str(run_dir), "policy": policy, "keep_optimizer": keep_optimizer,

@@ -48,15 +48,20 @@ def load_history(path: str | Path) -> dict[str, list[float]]:
     return check_history(data, str(path))
 
 
+def _pool_index(key: str, where: str) -> int:
+    """A history / metrics key as the pool index it names; `where` prefixes the error."""
+    try:
+        return int(key)
+    except ValueError:
+        raise DataError(f"{where} key {key!r} is not a pool index (an integer)") from None
+
+
 def check_history(data, where: str) -> dict[str, list[float]]:
     if not isinstance(data, dict) or not data:
         raise DataError(f"{where}: expected a non-empty mapping of pool index -> list of accuracies")
     seen: dict[int, str] = {}
     for key, values in data.items():
-        try:
-            index = int(key)
-        except ValueError:
-            raise DataError(f"{where}: key {key!r} is not a pool index (an integer)") from None
+        index = _pool_index(key, f"{where}:")
         if index in seen:  # "7" and "07" would be ranked as two examples (pi_k = pi_k+1 = 7)
             raise DataError(f"{where}: keys {seen[index]!r} and {key!r} are the same pool index {index}")
         seen[index] = key
@@ -163,10 +168,7 @@ def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None
         seen_step = True
         parsed: dict[int, float] = {}
         for key, value in by_index.items():
-            try:
-                index = int(key)
-            except ValueError:
-                raise DataError(f"{at}: 'acc/by_index' key {key!r} is not a pool index (an integer)") from None
+            index = _pool_index(key, f"{at}: 'acc/by_index'")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise DataError(f"{at}: 'acc/by_index' key {key!r}: accuracy must be a number, got {value!r}")
             if index in parsed:

@@ -43,6 +43,7 @@ from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError, TrainingError
 from oneshot_rlvr.head import fused_logp_entropy, reference_logp_entropy
 from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype
+from oneshot_rlvr.retention import remove_dir
 from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
 
 # ------------------------------------------------------------------------------------------------
@@ -698,11 +699,7 @@ class GRPOTrainer:
             return False
         if state is not None:
             saved = torch.load(state[1] / "trainer.pt", map_location="cpu", mmap=True, weights_only=False)
-            _refuse_conflicts(out, f"its state {state[1]}", saved.get("config") or {}, cfg)
-            if cfg.total_steps < state[0]:
-                raise ConfigError(f"config key 'total_steps': {cfg.total_steps} is below step {state[0]}, already "
-                                  f"trained in {out} (state {state[1]}); use total_steps >= {state[0]} to resume or "
-                                  "extend this run, or train into another --out")
+            _refuse_state(out, *state, saved, cfg)
             return False
         ckpts = [int(p.name[5:]) for p in (out / "checkpoints").glob("step_*") if p.name[5:].isdigit()]
         metrics = out / "metrics.jsonl"
@@ -729,12 +726,7 @@ class GRPOTrainer:
         if found is not None:
             step, path = found
             blob = torch.load(path / "trainer.pt", map_location=self.device, weights_only=False)
-            # before anything is written or loaded: the state must be this config's run
-            _refuse_conflicts(self.out, f"its state {path}", blob.get("config") or {}, self.cfg)
-            if self.cfg.total_steps < step:
-                raise ConfigError(f"config key 'total_steps': {self.cfg.total_steps} is below step {step}, already "
-                                  f"trained in {self.out} (state {path}); use total_steps >= {step} to resume or "
-                                  "extend this run, or train into another --out")
+            _refuse_state(self.out, step, path, blob, self.cfg)  # before anything is written or loaded
         # half-written states / checkpoints of a killed run are never loaded, only removed
         if main:
             for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*"),
@@ -871,10 +863,7 @@ class GRPOTrainer:
         _atomic_write_text(self.out / "done.json",
                            json.dumps({"steps": sorted(set(saved)), "final_step": cfg.total_steps}, indent=1))
         if not cfg.save_optimizer and (self.out / "state").is_dir():
-            # the state is only needed to resume or extend; renamed first so a kill never leaves half of it
-            shutil.rmtree(self.out / ".state.deleting", ignore_errors=True)
-            os.replace(self.out / "state", self.out / ".state.deleting")
-            shutil.rmtree(self.out / ".state.deleting")
+            remove_dir(self.out / "state")  # only needed to resume or extend; never left half-deleted
         return last
 
 
@@ -913,7 +902,8 @@ def _accuracy_by_index(index: list[int], scores: list[float], n: int) -> dict[st
     return {str(i): (int(sums[i]) // (counts[i] // n)) / n for i in sums}
 
 
-RUN_OUTPUTS = ("done.json", "metrics.jsonl", "config.yaml", "state", "checkpoints", "tb", ".state.deleting")
+# (a leftover .state.deleting goes in try_resume, right after)
+RUN_OUTPUTS = ("done.json", "metrics.jsonl", "config.yaml", "state", "checkpoints", "tb")
 
 
 def _clear_run(out: Path) -> None:
@@ -922,10 +912,7 @@ def _clear_run(out: Path) -> None:
     for name in RUN_OUTPUTS:
         p = out / name
         if p.is_dir():
-            doomed = out / f".{name.lstrip('.')}.clearing"
-            shutil.rmtree(doomed, ignore_errors=True)
-            os.replace(p, doomed)
-            shutil.rmtree(doomed)
+            remove_dir(p)
         elif p.exists():
             p.unlink()
 
@@ -965,6 +952,15 @@ def _read_done(path: Path) -> dict:
     if not isinstance(done, dict) or not isinstance(done.get("final_step"), int):
         raise DataError(f"{path}: not a done.json of `rlvr train` ({{\"steps\": [...], \"final_step\": k}})")
     return done
+
+
+def _refuse_state(out: Path, step: int, path: Path, blob: dict, cfg: RunConfig) -> None:
+    """The saved state at `path` (step `step`) must be this config's run, at or below its total_steps."""
+    _refuse_conflicts(out, f"its state {path}", blob.get("config") or {}, cfg)
+    if cfg.total_steps < step:
+        raise ConfigError(f"config key 'total_steps': {cfg.total_steps} is below step {step}, already trained in "
+                          f"{out} (state {path}); use total_steps >= {step} to resume or extend this run, or "
+                          "train into another --out")
 
 
 def _refuse_conflicts(out: Path, where: str, saved: dict, cfg: RunConfig) -> None:
