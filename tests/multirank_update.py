@@ -1,11 +1,13 @@
 """Helper for test_multirank.py: one GRPO update on a fixed batch, on 1 process or under torchrun.
 
-usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS] [SKEW] [LAYOUT]
+usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS] [SKEW] [LAYOUT] [ADV]
 Each rank takes its contiguous share of the prompt rows (whole groups), exactly as the trainer does.
 ZERO_STAGE (2 or 3) runs the update through DeepSpeed (`deepspeed: true`); 0 or absent = plain path.
 SKEW=1 gives prompt rows 2-3 long responses (30-60 tokens), so that with a small token budget the
 two ranks run different numbers of micro-batches. LAYOUT: packed (default: sequence_packing, whose micro-batch
-count is agreed over ranks) or padded (consecutive padded micro-batches, counted per rank).
+count is agreed over ranks) or padded (consecutive padded micro-batches, counted per rank). ADV: grpo (default) or
+gae: PPO — the critic's values, GAE whitened over all ranks, one critic step on the whole batch, then the actor's step
+(the critic's weights and stats are saved too).
 """
 
 import random
@@ -24,6 +26,7 @@ def main():
     budget = int(sys.argv[6]) if len(sys.argv) > 6 else 24000
     skew = len(sys.argv) > 7 and sys.argv[7] == "1"
     packed = len(sys.argv) <= 8 or sys.argv[8] == "packed"
+    adv_estimator = sys.argv[9] if len(sys.argv) > 9 else "grpo"
     _init_distributed()
     rank, world = _dist()
     extra = dict(deepspeed=True, zero_stage=stage) if stage else {}
@@ -33,7 +36,8 @@ def main():
     cfg = from_dict(dict(model=model, train_file=pi1, train_batch_size=4, n=4, engine="hf", lr=1e-3, lr_schedule="hf", agg=agg,
                          adam_eps=1e-6,
                          gradient_checkpointing=False, progress=False, tensorboard=False,
-                         micro_batch_tokens=budget, sequence_packing=packed, **extra))
+                         micro_batch_tokens=budget, sequence_packing=packed, adv_estimator=adv_estimator,
+                         critic_mini_batch_seqs=16, critic_lr=1e-3, critic_micro_batch_tokens=budget, **extra))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
     rng = random.Random(0)
@@ -52,7 +56,17 @@ def main():
     ref = t._logprobs(t.ref_model, ro, False)[0]
     # micro-batches per rank: the DeepSpeed path must cope with ranks that have different counts
     counts = _all_gather_list([len(t._plan([len(prompt) + len(r) for r in ro.response_ids]))])
-    stats = t.update(1, ro, adv_all[mine], ref, None)
+    critic = {}
+    if adv_estimator == "gae":
+        seqs = list(zip(ro.prompt_ids, ro.response_ids))
+        values = t.critic.values(seqs, t._plan([len(p) + len(r) for p, r in seqs], budget))
+        adv, returns, gae_stats = t.gae(ro, values)
+        from oneshot_rlvr.zero import full_state_dict
+
+        critic = {"stats": {**gae_stats, **t.update_critic(1, ro, values, returns)},
+                  "params": (full_state_dict(t.critic.model) if stage else  # (a collective: every rank gathers)
+                             {k: v.detach().clone() for k, v in t.critic.model.state_dict().items()})}
+    stats = t.update(1, ro, adv if adv_estimator == "gae" else adv_all[mine], ref, None)
     if stage:
         from oneshot_rlvr.zero import full_state_dict
 
@@ -60,7 +74,7 @@ def main():
     else:
         params = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
     if rank == 0:
-        torch.save({"params": params, "stats": stats, "micro_batches": counts}, out)
+        torch.save({"params": params, "stats": stats, "micro_batches": counts, "critic": critic}, out)
 
 
 if __name__ == "__main__":

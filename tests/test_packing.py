@@ -210,7 +210,7 @@ def test_verl02_dp_size_reproduces_the_forks_per_gpu_micro_batches(tiny_model_di
     t.cfg.verl02_dp_size = 2
     packed = one_update(t, ro)
     u = _trainer(tiny_model_dir, pi1_file, False, "verl02")
-    u._plan = lambda lens: plan
+    u._plan = lambda lens, budget=None: plan
     same = one_update(u, fixed_rollout(u))
     assert packed["grad_norm"] == pytest.approx(same["grad_norm"], rel=1e-5)
     assert packed["pg_loss"] == pytest.approx(same["pg_loss"], rel=1e-5, abs=1e-7)
@@ -225,7 +225,7 @@ def test_verl02_loss_follows_the_balanced_partition(tiny_model_dir, pi1_file, fi
     sets = t._update_plan([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
     assert len(sets) > 1
     u = _trainer(tiny_model_dir, pi1_file, False, "verl02")
-    u._plan = lambda lens: sets  # the padded path with the packed path's micro-batches
+    u._plan = lambda lens, budget=None: sets  # the padded path with the packed path's micro-batches
     same = one_update(u, fixed_rollout(u))
     v = _trainer(tiny_model_dir, pi1_file, False, "verl02")  # its own consecutive micro-batches
     other = one_update(v, fixed_rollout(v))

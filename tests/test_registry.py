@@ -1,4 +1,4 @@
-"""Experiment registry: the paper config plans E1-E19 correctly, and every kind of config mistake
+"""Experiment registry: the paper config plans E1-E20 correctly, and every kind of config mistake
 fails at load with a message naming the key."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def paper():
     return plan_of(PAPER)
 
 
-def test_paper_config_lists_e1_to_e19(paper):
-    assert list(paper.experiments) == [f"E{i}" for i in range(1, 20)]
+def test_paper_config_lists_e1_to_e20(paper):
+    assert list(paper.experiments) == [f"E{i}" for i in range(1, 21)]
     models = {m for m, _ in paper.runs}
     assert models == {M15, "qwen2.5-math-7b", "llama-3.2-3b-instruct", "r1-distill-qwen-1.5b"}
     runs_15 = {r for m, r in paper.runs if m == M15}
@@ -38,6 +38,11 @@ def test_paper_config_lists_e1_to_e19(paper):
                 "pi1--entropy_only", "pi1--noent", "pi1--temp1.0", "dsr_sub_noise60", "dsr_sub_noise90", "base"]:
         assert run in runs_15, run
     assert "pi1--t5r5" not in runs_15  # row 5 is the plain pi1 run
+    # E20: the PPO rows of Tables 4 and 17 (the report's paper CSVs name these run ids)
+    assert {"dsr_sub--ppo", "pi1--ppo", "dsr_sub_noise60--ppo", "dsr_sub_noise90--ppo"} <= runs_15
+    ppo = from_dict(paper.run(M15, "pi1--ppo").run_config)
+    assert ppo.adv_estimator == "gae" and ppo.kl_coef == 0.001 and ppo.critic_lr == 1e-5
+    assert ppo.critic_mini_batch == 128 and 128 * 8 // ppo.critic_mini_batch == 8  # the fork's 8 critic steps
     assert ("qwen2.5-math-7b", "random16") in paper.runs
 
 

@@ -1,4 +1,4 @@
-"""The Snakemake workflow itself: lint, the paper's full plan (E1-E19) without any training output,
+"""The Snakemake workflow itself: lint, the paper's full plan (E1-E20) without any training output,
 partial targets that plan only one ablation, config errors at load, and (slow) both CPU demos end to
 end with an idempotent second plan: `make demo` (config/demo.yaml, the miniature world) and the tiny
 random-model demo on the paper's data (config/demo_tiny.yaml).
@@ -67,7 +67,7 @@ def test_lint_clean(workdir):
 
 
 def test_paper_plan_lists_every_run_and_evaluation(workdir):
-    """`snakemake -n` on config/config.yaml plans every training run of E1-E19 and every evaluated step,
+    """`snakemake -n` on config/config.yaml plans every training run of E1-E20 and every evaluated step,
     before any output exists (evaluated steps come from the config, not from training outputs)."""
     t0 = time.perf_counter()
     r = snakemake(workdir, "-n", "-p")
@@ -79,7 +79,7 @@ def test_paper_plan_lists_every_run_and_evaluation(workdir):
     plan = load_plan(REPO / "config" / "config.yaml", root=REPO)
     members = {mr for e in plan.experiments.values() for mr in e}
     trained = {mr for mr in members if mr[1] != "base"}
-    assert len(trained) == 59  # E1-E19; Table 5 row 4 and Fig 5 (a) share pi1--noent
+    assert len(trained) == 63  # E1-E20; Table 5 row 4 and Fig 5 (a) share pi1--noent
     assert planned(out, r"results/paper/runs/([^/\s]+)/([^/\s]+)/train/done\.json") >= trained
     assert stats["train"] == len(trained)
     assert stats["evaluate"] == sum(len(plan.eval_chunks(*mr)) for mr in members)

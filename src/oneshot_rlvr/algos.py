@@ -111,3 +111,58 @@ def policy_loss(
     clipfrac = masked_mean((l2 > l1).to(logp.dtype), mask)
     approx_kl = masked_mean(-log_ratio, mask)
     return loss, clipfrac.detach(), approx_kl.detach()
+
+
+# ------------------------------------------------------------------------------------------------
+# PPO with a critic (`adv_estimator: gae`): verl 0.2's compute_gae_advantage_return, masked_whiten and
+# compute_value_loss
+
+
+def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, gamma: float = 1.0,
+                   lam: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over [B, T] token rewards and values (before whitening).
+
+    delta_t = r_t + gamma·V_{t+1} − V_t (V_T = 0), A_t = delta_t + gamma·lam·A_{t+1}, returns = A + V.
+    As verl 0.2, the recursion runs over the whole padded width: positions past a sequence's end must
+    hold r = 0 and V = 0 (they then contribute nothing), and whatever value a position holds is used —
+    including the value of the state after the last response token (verl keeps it; see critic.py).
+    """
+    rewards = rewards.to(torch.float32)
+    values = values.to(torch.float32)
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(rewards.shape[0], dtype=torch.float32, device=rewards.device)
+    for t in reversed(range(rewards.shape[1])):
+        nxt = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * nxt - values[:, t]
+        last = delta + gamma * lam * last
+        adv[:, t] = last
+    return adv, adv + values
+
+
+def masked_moments(x: torch.Tensor, mask: torch.Tensor) -> tuple[float, float, float]:
+    """(sum, sum of squares, count) of the masked entries, in float64: what `whiten` needs, summable over ranks."""
+    m = mask.to(torch.float64)
+    x = x.to(torch.float64) * m
+    return float(x.sum()), float((x * x).sum()), float(m.sum())
+
+
+def whiten(x: torch.Tensor, total: float, total_sq: float, count: float, eps: float = 1e-8) -> torch.Tensor:
+    """verl's masked_whiten(shift_mean=True) from masked moments: (x − mean)·rsqrt(var + eps), var unbiased
+    (the masked mean of squared deviations × count / (count − 1))."""
+    mean = total / count
+    var = max(total_sq / count - mean * mean, 0.0)
+    if count > 1:
+        var *= count / (count - 1)
+    return (x - mean) * (var + eps) ** -0.5
+
+
+def value_loss(vpreds: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               clip: float = 0.5, agg: str = "token-mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss 0.5·agg(max((v − R)², (clip(v, V_old ± clip) − R)²)) (verl `compute_value_loss`).
+
+    Returns (loss, clipfrac): clipfrac is the share of tokens where the clipped branch is the larger."""
+    clipped = old_values + (vpreds - old_values).clamp(-clip, clip)
+    l1 = (vpreds - returns).square()
+    l2 = (clipped - returns).square()
+    loss = 0.5 * agg_loss(torch.maximum(l1, l2), mask, agg)
+    return loss, masked_mean((l2 > l1).to(vpreds.dtype), mask).detach()

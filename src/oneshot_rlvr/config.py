@@ -25,7 +25,7 @@ CHOICES = {  # RunConfig keys with a closed set of values (bench/grpo_step.py of
     "grader": ("deepscaler", "math_verify", "qwen"),
     "kl_type": ("kl", "abs", "mse", "low_var_kl"),
     "agg": ("verl02", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
-    "adv_estimator": ("grpo",),
+    "adv_estimator": ("grpo", "gae"),
     "dtype": ("auto", "float32", "bfloat16"),
     "precision": ("autocast", "bf16-params"),
     "device": ("auto", "cpu", "cuda"),
@@ -88,6 +88,18 @@ class RunConfig:
     # the real world size (no emulation)
     verl02_dp_size: int | None = 8
     ppo_epochs: int = 1
+    # --- PPO critic (adv_estimator: gae; the fork's yaml defaults, see critic.py) -----------------
+    gamma: float = 1.0
+    lam: float = 1.0
+    critic_model: str | None = None  # defaults to `model` (a new one-output value head on it)
+    critic_lr: float = 1e-5
+    critic_weight_decay: float = 0.01
+    critic_warmup: int = 0  # the actor is updated from this step on (the critic from step 1)
+    cliprange_value: float = 0.5
+    # sequences per critic optimizer step: the fork's critic ppo_mini_batch_size (128) is not multiplied by n,
+    # so 1,024 sequences give 8 critic steps per rollout step; null = the actor's mini-batch (later verl)
+    critic_mini_batch_seqs: int | None = 128
+    critic_micro_batch_tokens: int = 32768  # the critic's ppo_max_token_len_per_gpu
     ppo_mini_batch_size: int | None = None  # prompts; None = the whole batch = one optimizer step per rollout step (paper)
     # --- optimiser ------------------------------------------------------------------------
     lr: float = 1e-6
@@ -136,19 +148,20 @@ class RunConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"config key '{key}': {getattr(self, key)!r} is not one of {list(allowed)}")
         positive = ["train_batch_size", "n", "max_prompt_length", "max_response_length", "total_steps",
-                    "save_freq", "ppo_epochs", "micro_batch_tokens", "logprob_chunk_tokens", "max_num_seqs"]
+                    "save_freq", "ppo_epochs", "micro_batch_tokens", "logprob_chunk_tokens", "max_num_seqs",
+                    "critic_micro_batch_tokens"]
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
         # every float key is checked for finiteness: a NaN passes any `<` test and surfaces steps later
         for key in ["temperature", "lr", "weight_decay", "grad_clip", "kl_coef", "entropy_coef", "clip_low",
-                    "clip_high", "pg_coef"]:
+                    "clip_high", "pg_coef", "critic_lr", "critic_weight_decay"]:
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
                 raise ConfigError(f"config key '{key}' must be a finite number >= 0, got {v}")
         # > 0: adv_eps and adam_eps are denominators' guards (0 gives 0/0 = NaN for a group of equal scores);
         # grad_clip 0 would scale every gradient to zero; a grader timeout of 0 fails every answer
-        for key in ["temperature", "grad_clip", "adv_eps", "adam_eps", "grader_timeout"]:
+        for key in ["temperature", "grad_clip", "adv_eps", "adam_eps", "grader_timeout", "cliprange_value"]:
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
                 raise ConfigError(f"config key '{key}' must be a finite number > 0, got {v}")
@@ -165,6 +178,15 @@ class RunConfig:
                               "(deepspeed with zero_stage: 3); use auto or off, or zero_stage: 2")
         if self.verl02_dp_size is not None and self.verl02_dp_size < 1:
             raise ConfigError(f"config key 'verl02_dp_size' must be >= 1 or null, got {self.verl02_dp_size}")
+        for key in ["gamma", "lam"]:
+            if not (0 <= getattr(self, key) <= 1):
+                raise ConfigError(f"config key '{key}' must be in [0, 1], got {getattr(self, key)}")
+        if self.critic_warmup < 0:
+            raise ConfigError(f"config key 'critic_warmup' must be >= 0, got {self.critic_warmup}")
+        if self.adv_estimator == "gae" and self.critic_mini_batch_seqs is not None and (
+                self.critic_mini_batch_seqs <= 0 or (self.train_batch_size * self.n) % self.critic_mini_batch_seqs):
+            raise ConfigError(f"config key 'critic_mini_batch_seqs': {self.critic_mini_batch_seqs} must be > 0 and divide "
+                              f"the {self.train_batch_size * self.n} sequences of a step (train_batch_size × n), or be null")
         if self.lr_warmup_steps < 0:
             raise ConfigError(f"config key 'lr_warmup_steps' must be >= 0, got {self.lr_warmup_steps}")
         if self.grader_workers is not None and self.grader_workers < 1:
@@ -192,6 +214,11 @@ class RunConfig:
         return self.ppo_mini_batch_size or self.train_batch_size
 
     @property
+    def critic_mini_batch(self) -> int:
+        """Sequences per critic optimizer step (all ranks together)."""
+        return self.critic_mini_batch_seqs or self.mini_batch_prompts * self.n
+
+    @property
     def tokenizer_path(self) -> str:
         return self.tokenizer or self.model
 
@@ -208,7 +235,7 @@ RESUME_MAY_DIFFER = frozenset({
 })
 # the micro-batch partition sets `agg: verl02`'s normalisation (token mean per micro-batch); the other
 # aggregations are invariant to it, so only then may these change
-MICRO_BATCH_KEYS = frozenset({"micro_batch_tokens", "sequence_packing", "verl02_dp_size"})
+MICRO_BATCH_KEYS = frozenset({"micro_batch_tokens", "sequence_packing", "verl02_dp_size", "critic_micro_batch_tokens"})
 
 
 def resume_conflicts(old: dict[str, Any], new: RunConfig) -> list[tuple[str, Any, Any]]:

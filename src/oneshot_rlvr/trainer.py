@@ -42,6 +42,7 @@ from oneshot_rlvr.config import RunConfig, resume_conflicts
 from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError, TrainingError
 from oneshot_rlvr.head import fused_logp_entropy, reference_logp_entropy
+from oneshot_rlvr.learner import Learner, lr_factor  # noqa: F401  (lr_factor: the trainer's schedule, re-exported)
 from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype
 from oneshot_rlvr.retention import remove_dir
 from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
@@ -217,13 +218,17 @@ def _coll_device() -> str:
 
 
 def _all_max(x: int) -> int:
+    return int(_all_max_f(x))
+
+
+def _all_max_f(x: float) -> float:
     import torch.distributed as dist
 
     if _dist()[1] == 1:
         return x
-    t = torch.tensor([int(x)], dtype=torch.int64, device=_coll_device())
+    t = torch.tensor([float(x)], dtype=torch.float64, device=_coll_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
+    return t.item()
 
 
 def _all_gather_list(xs: list) -> list:
@@ -270,14 +275,9 @@ class GRPOTrainer:
         self._reward_fn = reward_fn
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        # fp32 master weights always. The compute dtype (bf16 on GPU) comes either through autocast over
-        # fp32 parameters (precision: autocast) or from a bf16 module whose fp32 masters the optimizer
-        # steps (precision: bf16-params, verl FSDP's mixed precision; DeepSpeed does this itself)
-        self._bf16_params = (self.dtype != torch.float32 and cfg.precision == "bf16-params"
-                             and not cfg.deepspeed)
-        self.autocast = self.dtype if self.dtype != torch.float32 and not self._bf16_params else None
-        self.master = None  # MasterWeights under bf16-params
-        self.ds = None  # the DeepSpeed engine when cfg.deepspeed (self.model is then its module)
+        # the policy's weights, optimizer and precision (learner.py); the critic's under adv_estimator: gae
+        self.actor: Learner | None = None
+        self.critic = None
         self._export: dict | None = None  # fp32 weights gathered from ZeRO partitions for a checkpoint
 
     # -- setup -------------------------------------------------------------------------------
@@ -313,35 +313,27 @@ class GRPOTrainer:
             compile_model(self.model)
             if self.ref_model is not None:
                 compile_model(self.ref_model)
-        if self._bf16_params:
-            from oneshot_rlvr.precision import MasterWeights
+        # fp32 master weights always; bf16 compute through a bf16 module (precision: bf16-params, verl FSDP's
+        # mixed precision; DeepSpeed does the same itself) or autocast over fp32 parameters
+        self.actor = Learner.build(self.model, cfg, self.device, self.dtype, cfg.lr, cfg.weight_decay)
+        if cfg.adv_estimator == "gae":
+            from oneshot_rlvr.critic import Critic
 
-            self.master = MasterWeights(self.model, self.dtype)  # fp32 copies first, then the module -> bf16
-        # the fused CUDA kernel: the same AdamW update in one launch instead of a few per parameter group
-        fused = self.device.startswith("cuda") and not cfg.deepspeed
-        self.optimizer = torch.optim.AdamW(self._opt_params(), lr=cfg.lr, betas=tuple(cfg.betas),
-                                           eps=cfg.adam_eps, weight_decay=cfg.weight_decay, fused=fused or None)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, functools.partial(lr_factor, cfg.lr_schedule, cfg.lr_warmup_steps))
-        if cfg.deepspeed:
-            from oneshot_rlvr import zero
-
-            # bf16 params + fp32 master weights in the ZeRO optimizer on CUDA; fp32 throughout on CPU.
-            # The ZeRO optimizer keeps the torch optimizer's param_group dicts, so the scheduler still drives lr.
-            bf16 = self.dtype == torch.bfloat16 and self.device.startswith("cuda")
-            self.ds = zero.initialize(self.model, self.optimizer, cfg, bf16)
-            self.model._rlvr_zero3 = zero.is_zero3(self.model)
+            self.critic = Critic(cfg, self.device, self.dtype)
         self.reward_fn = self._reward_fn or self._default_reward()
         self.engine = None
 
-    def _opt_params(self) -> list:
-        """The parameters the optimizer steps: the fp32 masters under bf16-params, else the module's own."""
-        return self.master.parameters() if self.master is not None else list(self.model.parameters())
+    # the actor's parts, by their old names (before setup: None)
+    master = property(lambda self: self.actor.master if self.actor else None)
+    optimizer = property(lambda self: self.actor.optimizer if self.actor else None)
+    scheduler = property(lambda self: self.actor.scheduler if self.actor else None)
+    ds = property(lambda self: self.actor.ds if self.actor else None)
+    autocast = property(lambda self: self.actor.autocast if self.actor else None)
 
     def _weights(self):
         """Who holds the fp32 weights that states and checkpoints store: the masters, else the module
         (both have state_dict / load_state_dict)."""
-        return self.master if self.master is not None else self.model
+        return self.actor.weights()
 
     def _default_reward(self):
         from oneshot_rlvr.rewards import RewardFunction
@@ -431,17 +423,18 @@ class GRPOTrainer:
         }
         return ro, stats
 
-    def _plan(self, lens: list[int]) -> list[list[int]]:
+    def _plan(self, lens: list[int], budget: int | None = None) -> list[list[int]]:
         """Micro-batches (lists of sequence indices) for sequences of `lens` tokens (prompt + response).
 
         Packed: verl's rearrange_micro_batches — the largest ceil(tokens / budget) over ranks, balanced
-        partitions. Padded: consecutive sequences while count × longest fits the budget."""
+        partitions. Padded: consecutive sequences while count × longest fits the budget (default budget:
+        micro_batch_tokens)."""
+        budget = budget or self.cfg.micro_batch_tokens
         if self.cfg.sequence_packing:
-            return packing.plan(lens, self.cfg.micro_batch_tokens,
-                                _all_max(packing.n_micro_batches(lens, self.cfg.micro_batch_tokens)))
-        return micro_batches(lens, self.cfg.micro_batch_tokens)
+            return packing.plan(lens, budget, _all_max(packing.n_micro_batches(lens, budget)))
+        return micro_batches(lens, budget)
 
-    def _update_plan(self, lens: list[int]) -> list[list[int]]:
+    def _update_plan(self, lens: list[int], budget: int | None = None) -> list[list[int]]:
         """The update's micro-batches. Under `agg: verl02` the loss depends on which sequences share a
         micro-batch; the fork formed them per GPU after `_balance_batch` split the 1,024 sequences into 8
         equal-count balanced sets. `verl02_dp_size` reproduces that: this rank's sequences into
@@ -449,16 +442,16 @@ class GRPOTrainer:
         cfg, world = self.cfg, _dist()[1]
         dp = cfg.verl02_dp_size
         if not (cfg.sequence_packing and cfg.agg == "verl02" and dp and dp != world):
-            return self._plan(lens)
+            return self._plan(lens, budget)
         local = dp // world
         if len(lens) < local or len(lens) % local:
             if not getattr(self, "_warned_dp", False):
                 self._warned_dp = True
                 warnings.warn(f"verl02_dp_size {dp}: {len(lens)} sequences per rank do not split into {local} equal "
                               "sets; micro-batches are formed over the rank's whole share", stacklevel=2)
-            return self._plan(lens)
+            return self._plan(lens, budget)
         sets = packing.balanced_partitions(lens, local, equal_size=True)
-        budget = cfg.micro_batch_tokens
+        budget = budget or cfg.micro_batch_tokens
         k = _all_max(max(packing.n_micro_batches([lens[i] for i in s], budget) for s in sets))
         return [[s[j] for j in mb] for s in sets for mb in packing.plan([lens[i] for i in s], budget, k)]
 
@@ -477,78 +470,136 @@ class GRPOTrainer:
                     out_lp[i], out_en[i] = a, b
         return out_lp, out_en
 
-    def update(self, step: int, ro: Rollout, advantages: torch.Tensor, ref_lp, old_lp) -> dict:
-        """Mini-batches × PPO epochs of optimizer steps (the paper: exactly one)."""
+    def update(self, step: int, ro: Rollout, advantages, ref_lp, old_lp) -> dict:
+        """The actor's mini-batches × PPO epochs of optimizer steps (the paper: exactly one). `advantages`:
+        one per sequence (GRPO, broadcast over its tokens) or a list of per-token tensors (GAE)."""
         cfg = self.cfg
         self.model.train()
-        n_seq = len(ro.response_ids)
-        mini = -(-cfg.mini_batch_prompts * cfg.n // _dist()[1])  # this rank's share
         on_policy = old_lp is None
-        # per micro-batch, in this order; the first four must be finite, all but "loss" are reported
+        inner = cfg.agg if cfg.agg.startswith("seq-") else "token-mean"
+
+        def micro_loss(mb):
+            rl = [len(ro.response_ids[i]) for i in mb]
+            seqs = [(ro.prompt_ids[i], ro.response_ids[i]) for i in mb]
+            lp_flat, ent_flat = response_logprobs(self.model, seqs, cfg.temperature, cfg.logprob_chunk_tokens, True,
+                                                  self.autocast)
+            lp, mask = pad_flat(lp_flat, rl)
+            ent, _ = pad_flat(ent_flat, rl)
+            old = lp.detach() if on_policy else pad_flat(torch.cat([old_lp[i] for i in mb]), rl)[0]
+            if isinstance(advantages, list):  # per token
+                adv = pad_flat(torch.cat([advantages[i] for i in mb]).to(lp.device), rl)[0]
+            else:
+                adv = advantages[mb].to(lp.device)
+            pg, clipfrac, akl = algos.policy_loss(lp, old, adv, mask, cfg.clip_low, cfg.clip_high, inner)
+            ent_loss = algos.agg_loss(ent, mask, inner)
+            loss = cfg.pg_coef * pg - cfg.entropy_coef * ent_loss
+            kl_val = torch.zeros((), device=lp.device)
+            if self.ref_model is not None:
+                ref, _ = pad_flat(torch.cat([ref_lp[i] for i in mb]).to(lp.device), rl)
+                kl_val = algos.agg_loss(algos.kl_penalty(lp, ref, cfg.kl_type), mask, inner)
+                loss = loss + cfg.kl_coef * kl_val
+            return loss, torch.stack([pg, ent_loss, kl_val, loss, clipfrac, akl])
+
         terms = ("pg_loss", "entropy", "kl", "loss", "pg_clipfrac", "approx_kl")
+        stats, norms = self._optimize(step, self.actor, ro, [len(r) for r in ro.response_ids], cfg.micro_batch_tokens,
+                                      micro_loss, terms, n_checked=4)
+        lr_used = self.optimizer.param_groups[0]["lr"]  # logged: the lr of this step's update (verl logs the next)
+        self.scheduler.step()
+        del stats["loss"]
+        stats.update({"grad_norm": float(np.mean(norms)), "lr": lr_used, "optimizer_steps": len(norms)})
+        return stats
+
+    def gae(self, ro: Rollout, values: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict]:
+        """PPO's advantages: GAE over token rewards (the score on each response's last token) and the critic's
+        values, whitened over every response token of the batch (all ranks). Returns per-sequence advantages
+        (one per response token), returns (one per value position) and verl's critic/* batch metrics."""
+        from oneshot_rlvr.critic import token_rewards
+
+        cfg = self.cfg
+        lens = [len(r) for r in ro.response_ids]
+        counts = [v.numel() for v in values]
+        width = max(counts + lens)
+        vals, vmask = pad_flat(torch.cat(values), counts)
+        vals = F.pad(vals, (0, width - vals.shape[1]))
+        raw, ret = algos.gae_advantages(token_rewards(ro.scores, lens, width), vals, cfg.gamma, cfg.lam)
+        rmask = (torch.arange(width)[None, :] < torch.tensor(lens)[:, None]).float()  # the response tokens
+
+        def moments(x):  # over every rank's response tokens
+            return tuple(_all_sum(m) for m in algos.masked_moments(x, rmask))
+
+        adv = algos.whiten(raw, *moments(raw))
+        stats = {}
+        for name, x in (("advantages", adv), ("returns", ret), ("values", vals)):
+            total, _, count = moments(x)
+            sel = x[rmask.bool()]
+            stats[f"critic/{name}/mean"] = total / count
+            stats[f"critic/{name}/max"] = _all_max_f(float(sel.max()))
+            stats[f"critic/{name}/min"] = -_all_max_f(-float(sel.min()))
+        # verl: 1 − var(returns − values) / (var(returns) + 1e-5), unbiased, over response tokens
+        var = [((sq - s * s / c) / max(c - 1, 1)) for s, sq, c in (moments(ret - vals), moments(ret))]
+        stats["critic/vf_explained_var"] = 1 - var[0] / (var[1] + 1e-5)
+        return ([adv[i, :n] for i, n in enumerate(lens)], [ret[i, :k] for i, k in enumerate(counts)], stats)
+
+    def update_critic(self, step: int, ro: Rollout, values: list[torch.Tensor], returns: list[torch.Tensor]) -> dict:
+        """The critic's mini-batches (critic_mini_batch_seqs sequences each) of clipped value-loss steps."""
+        cfg, learner = self.cfg, self.critic.learner
+        seqs = list(zip(ro.prompt_ids, ro.response_ids))
+        stats, norms = self._optimize(step, learner, ro, [v.numel() for v in values], cfg.critic_micro_batch_tokens,
+                                      functools.partial(self.critic.micro_loss, seqs, values, returns),
+                                      ("critic/vf_loss", "critic/vf_clipfrac", "critic/vpred_mean"), n_checked=1,
+                                      what="critic", mini_seqs=cfg.critic_mini_batch)
+        lr_used = learner.optimizer.param_groups[0]["lr"]
+        learner.scheduler.step()
+        stats.update({"critic/grad_norm": float(np.mean(norms)), "critic/lr": lr_used,
+                      "critic/optimizer_steps": len(norms)})
+        return stats
+
+    def _optimize(self, step: int, learner: Learner, ro: Rollout, tokens: list[int], budget: int, micro_loss,
+                  terms: tuple[str, ...], n_checked: int, what: str = "",
+                  mini_seqs: int | None = None) -> tuple[dict, list[float]]:
+        """ppo_epochs × mini-batches, each: micro-batch backward passes, then ONE optimizer step.
+
+        `micro_loss(indices)` -> (loss, its reported terms as a tensor in `terms` order); `tokens[i]`: the
+        tokens sequence i's loss averages over (the `agg: token-mean` weights); `budget`: the micro-batch
+        token budget; `mini_seqs`: sequences per optimizer step over all ranks (default: the actor's mini-batch).
+        The first `n_checked` terms must be finite on every rank before the step. Returns the
+        per-step means of the terms (summed over micro-batches by weight) and the gradient norms."""
+        cfg = self.cfg
+        n_seq = len(ro.response_ids)
+        mini = -(-(mini_seqs or cfg.mini_batch_prompts * cfg.n) // _dist()[1])  # this rank's share
         totals = torch.zeros(len(terms), dtype=torch.float64)
-        norms, n_steps = [], 0
+        norms: list[float] = []
         for _epoch in range(cfg.ppo_epochs):
             for m0 in range(0, n_seq, mini):
                 idx = list(range(m0, min(m0 + mini, n_seq)))
                 # denominators over every rank's share of the mini-batch: the summed gradient then equals
                 # the single-process one
-                mb_tokens = _all_sum(sum(len(ro.response_ids[i]) for i in idx))
+                mb_tokens = _all_sum(sum(tokens[i] for i in idx))
                 mb_seqs = _all_sum(len(idx))
-                if self.ds is None:
-                    self.optimizer.zero_grad(set_to_none=True)
+                learner.zero_grad()
                 rows, ws = [], []  # per micro-batch: loss terms (on the device) and weights
-                lens = [len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx]
-                plan: list = self._update_plan(lens)
-                if self.ds is not None:
+                plan: list = self._update_plan([len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx], budget)
+                if learner.ds is not None:
                     # ZeRO reduces gradients inside every backward (a collective): every rank runs the same
                     # number of backward passes; a rank with fewer micro-batches adds zero-weight repeats
                     plan += [None] * (_all_max(len(plan)) - len(plan))
                 for mb_local in plan:
                     dummy = mb_local is None
                     mb = [idx[k] for k in (plan[0] if dummy else mb_local)]
-                    rl = [len(ro.response_ids[i]) for i in mb]
-                    seqs = [(ro.prompt_ids[i], ro.response_ids[i]) for i in mb]
-                    if self.ds is not None:
-                        from oneshot_rlvr.zero import begin_micro_batch
-
-                        begin_micro_batch(self.ds)
-                    lp_flat, ent_flat = response_logprobs(self.model, seqs, cfg.temperature,
-                                                          cfg.logprob_chunk_tokens, True, self.autocast)
-                    lp, mask = pad_flat(lp_flat, rl)
-                    ent, _ = pad_flat(ent_flat, rl)
-                    old = lp.detach() if on_policy else pad_flat(torch.cat([old_lp[i] for i in mb]), rl)[0]
-                    inner = cfg.agg if cfg.agg.startswith("seq-") else "token-mean"
-                    adv = advantages[mb].to(lp.device)
-                    pg, clipfrac, akl = algos.policy_loss(lp, old, adv, mask, cfg.clip_low, cfg.clip_high, inner)
-                    ent_loss = algos.agg_loss(ent, mask, inner)
-                    loss = cfg.pg_coef * pg - cfg.entropy_coef * ent_loss
-                    kl_val = torch.zeros((), device=lp.device)
-                    if self.ref_model is not None:
-                        ref, _ = pad_flat(torch.cat([ref_lp[i] for i in mb]).to(lp.device), rl)
-                        kl_val = algos.agg_loss(algos.kl_penalty(lp, ref, cfg.kl_type), mask, inner)
-                        loss = loss + cfg.kl_coef * kl_val
+                    learner.begin_micro_batch()
+                    loss, row = micro_loss(mb)
                     # weight of this micro-batch in the mini-batch mean
-                    w = (sum(rl) / mb_tokens) if cfg.agg == "token-mean" else (len(mb) / mb_seqs)
-                    w = 0.0 if dummy else w
-                    if self.ds is not None:
-                        # DeepSpeed averages gradients over ranks; our denominators are global and want a sum
-                        from oneshot_rlvr.zero import loss_scale_for_ranks
-
-                        self.ds.backward(loss * (w * loss_scale_for_ranks()), scale_wrt_gas=False)
-                    else:
-                        (loss * w).backward()
-                        if self.master is not None:
-                            self.master.accumulate()  # fp32 accumulation over micro-batches
+                    w = (sum(tokens[i] for i in mb) / mb_tokens) if cfg.agg == "token-mean" else (len(mb) / mb_seqs)
+                    learner.backward(loss, 0.0 if dummy else w)
                     if dummy:
                         continue
                     # stays on the device: one host sync per optimizer step, not several per micro-batch
                     # (a sync before each backward leaves the GPU idle while the host queues its kernels)
-                    rows.append(torch.stack([pg, ent_loss, kl_val, loss, clipfrac, akl]).detach().double())
+                    rows.append(row.detach().double())
                     ws.append(w)
                 # a non-finite loss term of any micro-batch (on any rank) stops before the optimizer step
-                vals = torch.stack(rows).cpu() if rows else torch.zeros((0, 6), dtype=torch.float64)
-                bad = ~torch.isfinite(vals[:, :4])
+                vals = torch.stack(rows).cpu() if rows else torch.zeros((0, len(terms)), dtype=torch.float64)
+                bad = ~torch.isfinite(vals[:, :n_checked])
                 if _all_sum(float(bad.any())) > 0:
                     if bad.any():
                         k, j = (int(x) for x in bad.nonzero()[0])
@@ -558,40 +609,8 @@ class GRPOTrainer:
                     raise TrainingError(f"step {step}: non-finite loss on another rank; stopping before the "
                                         "optimizer step, the last checkpoint is intact")
                 totals += (vals * torch.tensor(ws, dtype=torch.float64)[:, None]).sum(0)
-                if self.ds is not None:
-                    # the boundary: reduce, clip (DeepSpeed's gradient_clipping), ONE optimizer step
-                    self.ds.step()
-                    gn = self.ds.get_global_grad_norm()
-                    grad_norm = torch.tensor(float(gn) if gn is not None else float("nan"))
-                    if not torch.isfinite(grad_norm):  # DeepSpeed has already stepped; nothing is saved
-                        raise TrainingError(f"step {step}: non-finite gradient norm ({grad_norm.item()}); stopping "
-                                            "without saving, the last checkpoint is intact")
-                    norms.append(grad_norm.item())
-                    n_steps += 1
-                    continue
-                if _dist()[1] > 1:
-                    import torch.distributed as dist
-
-                    for prm in self._opt_params():
-                        if prm.grad is not None:
-                            dist.all_reduce(prm.grad)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self._opt_params(), cfg.grad_clip)
-                if not torch.isfinite(grad_norm):
-                    raise TrainingError(f"step {step}: non-finite gradient norm ({grad_norm.item()}); stopping "
-                                        "before the optimizer step, the last checkpoint is intact")
-                self.optimizer.step()
-                if self.master is not None:
-                    self.master.push()
-                # free the fp32 gradients now, not at the next step's zero_grad: 4 bytes/param (6.2 GB on
-                # the 1.5B model) that the rollout's KV cache can use instead
-                self.optimizer.zero_grad(set_to_none=True)
-                norms.append(grad_norm.item())
-                n_steps += 1
-        lr_used = self.optimizer.param_groups[0]["lr"]  # logged: the lr of this step's update (verl logs the next)
-        self.scheduler.step()
-        stats = {k: _all_sum(float(v)) / max(n_steps, 1) for k, v in zip(terms, totals) if k != "loss"}
-        stats.update({"grad_norm": float(np.mean(norms)), "lr": lr_used, "optimizer_steps": n_steps})
-        return stats
+                norms.append(learner.step(step, what))
+        return {k: _all_sum(float(v)) / max(len(norms), 1) for k, v in zip(terms, totals)}, norms
 
     # -- checkpoints and resume --------------------------------------------------------------
     def save_checkpoint(self, step: int) -> None:
@@ -642,6 +661,8 @@ class GRPOTrainer:
             _barrier()
             with _write_guard(step, "training state", tmp, final):
                 self.ds.save_checkpoint(str(tmp), tag="deepspeed", save_latest=False)
+                if self.critic is not None:
+                    self.critic.learner.ds.save_checkpoint(str(tmp), tag="critic", save_latest=False)
             _barrier()
             blob = {"deepspeed": True, "world_size": _dist()[1], "zero_stage": self.cfg.zero_stage}
             if not main:
@@ -652,6 +673,7 @@ class GRPOTrainer:
                 "step": step,
                 **(blob or {"model": self._export_state_dict(), "optimizer": self.optimizer.state_dict()}),
                 "scheduler": self.scheduler.state_dict(),
+                **({"critic": self.critic_state(with_weights=self.ds is None)} if self.critic is not None else {}),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "metrics_lines": metrics_lines,
                 "config": self.cfg.to_dict(),
@@ -663,6 +685,29 @@ class GRPOTrainer:
                 shutil.rmtree(old, ignore_errors=True)
         if self.ds is not None:
             _barrier()
+
+    def critic_state(self, with_weights: bool) -> dict:
+        """The critic's part of a resumable state: its schedule, and (without DeepSpeed, whose engine writes its
+        own files) its fp32 weights and optimizer."""
+        lrn = self.critic.learner
+        out = {"scheduler": lrn.scheduler.state_dict()}
+        if with_weights:
+            out.update(model=lrn.weights().state_dict(), optimizer=lrn.optimizer.state_dict())
+        return out
+
+    def load_critic_state(self, path: Path, blob: dict) -> None:
+        lrn = self.critic.learner
+        if "critic" not in blob:  # (the config check refuses a GRPO state for a PPO run before this)
+            raise TrainingError(f"{path}: the state holds no critic; resume with the config it was trained with")
+        if lrn.ds is not None:
+            load_path, _ = lrn.ds.load_checkpoint(str(path), tag="critic", load_optimizer_states=True,
+                                                  load_lr_scheduler_states=False)
+            if load_path is None:
+                raise TrainingError(f"{path}: DeepSpeed could not load the critic's checkpoint files")
+        else:
+            lrn.weights().load_state_dict(blob["critic"]["model"])
+            lrn.optimizer.load_state_dict(blob["critic"]["optimizer"])
+        lrn.scheduler.load_state_dict(blob["critic"]["scheduler"])
 
     def _latest_state(self) -> tuple[int, Path] | None:
         """(step, dir) of the newest complete resumable state under --out, or None."""
@@ -749,6 +794,8 @@ class GRPOTrainer:
             self._weights().load_state_dict(blob["model"])
             self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
+        if self.critic is not None:
+            self.load_critic_state(path, blob)
         torch.set_rng_state(blob["rng"]["torch"])
         np.random.set_state(blob["rng"]["numpy"])
         random.setstate(blob["rng"]["python"])
@@ -818,16 +865,29 @@ class GRPOTrainer:
                 epoch, positions = self.sampler.batch(step - 1)
                 batch_rows = shard_rows([self.rows[i] for i in positions], *_dist())
                 ro, stats = self.rollout(step, batch_rows)
-                adv = algos.grpo_advantages(ro.scores, ro.group_ids, cfg.adv_eps, cfg.norm_adv_by_std)
+                crit: dict = {}
+                if self.critic is not None:  # PPO: values before any update, then GAE
+                    t = time.perf_counter()
+                    values = self.critic.values(list(zip(ro.prompt_ids, ro.response_ids)), self._plan(
+                        [len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)], cfg.critic_micro_batch_tokens))
+                    adv, returns, crit = self.gae(ro, values)
+                    crit["time/values"] = time.perf_counter() - t
+                else:
+                    adv = algos.grpo_advantages(ro.scores, ro.group_ids, cfg.adv_eps, cfg.norm_adv_by_std)
                 t = time.perf_counter()
                 ref_lp = self._logprobs(self.ref_model, ro, False)[0] if self.ref_model is not None else None
                 multi = cfg.ppo_epochs > 1 or cfg.mini_batch_prompts < cfg.train_batch_size
                 old_lp = self._logprobs(self.model, ro, False)[0] if multi else None
                 t_lp = time.perf_counter() - t
+                if self.critic is not None:  # the critic first (verl), on the values it had before
+                    t = time.perf_counter()
+                    crit.update(self.update_critic(step, ro, values, returns))
+                    crit["time/update_critic"] = time.perf_counter() - t
                 t = time.perf_counter()
-                upd = self.update(step, ro, adv, ref_lp, old_lp)
+                # (critic_warmup: verl updates the actor once critic_warmup <= global step)
+                upd = self.update(step, ro, adv, ref_lp, old_lp) if step >= cfg.critic_warmup else {}
                 t_up = time.perf_counter() - t
-                rec = {"step": step, "epoch": epoch, **stats, **upd,
+                rec = {"step": step, "epoch": epoch, **stats, **crit, **upd,
                        "prompts/dropped_overlong": self.dropped,
                        "time/sync": sync_s, "time/logprob": t_lp, "time/update": t_up,
                        "time/step": time.perf_counter() - t_step}
@@ -915,16 +975,6 @@ def _clear_run(out: Path) -> None:
             remove_dir(p)
         elif p.exists():
             p.unlink()
-
-
-def lr_factor(schedule: str, warmup: int, s: int) -> float:
-    """The learning-rate factor of optimizer step s = 0, 1, ... (`lr_schedule`). verl02: the fork's
-    get_constant_schedule_with_warmup, min(1, s / max(1, warmup)), whose first step has lr 0 even without
-    warm-up; hf: transformers' constant schedule with warm-up, the full lr from the first step when
-    warmup is 0."""
-    if schedule == "verl02":
-        return min(1.0, s / max(1, warmup))
-    return s / warmup if s < warmup else 1.0
 
 
 def _read_config(path: Path) -> dict | None:
