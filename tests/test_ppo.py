@@ -175,19 +175,24 @@ def test_critic_warmup_holds_the_actor(tmp_path, tiny_model_dir, pi1_file):
 
 
 @pytest.mark.slow
-def test_ppo_run_extended_equals_one_run(tmp_path, tiny_model_dir, pi1_file):
-    """The resumable state holds the critic: 2 steps, then extended to 4, equals 4 steps at once."""
+@pytest.mark.parametrize("deepspeed", [False, True])
+def test_ppo_run_extended_equals_one_run(tmp_path, tiny_model_dir, pi1_file, deepspeed):
+    """The resumable state holds the critic (our file, or DeepSpeed's own checkpoint of the critic's engine):
+    2 steps, then extended to 4, equals 4 steps at once."""
     from safetensors.torch import load_file
 
     from oneshot_rlvr.trainer import train
 
+    kw = dict(save_freq=2, deepspeed=deepspeed)
     one = tmp_path / "one"
-    train(_cfg(tiny_model_dir, pi1_file, total_steps=4, save_freq=2), one, reward_fn=_reward)
+    train(_cfg(tiny_model_dir, pi1_file, total_steps=4, **kw), one, reward_fn=_reward)
     two = tmp_path / "two"
-    train(_cfg(tiny_model_dir, pi1_file, total_steps=2, save_freq=2), two, reward_fn=_reward)
+    train(_cfg(tiny_model_dir, pi1_file, total_steps=2, **kw), two, reward_fn=_reward)
+    if deepspeed:
+        assert (two / "state" / "step_2" / "critic").is_dir()  # the critic engine's files beside the actor's
     random.seed(12345)
     torch.manual_seed(12345)  # the state restores the generators: what happens in between must not matter
-    train(_cfg(tiny_model_dir, pi1_file, total_steps=4, save_freq=2), two, reward_fn=_reward)
+    train(_cfg(tiny_model_dir, pi1_file, total_steps=4, **kw), two, reward_fn=_reward)
 
     def metrics(out):
         return [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}
@@ -202,7 +207,7 @@ def test_ppo_run_extended_equals_one_run(tmp_path, tiny_model_dir, pi1_file):
     from oneshot_rlvr.trainer import GRPOTrainer
 
     with pytest.raises(ConfigError, match="adv_estimator"):
-        GRPOTrainer(_cfg(tiny_model_dir, pi1_file, total_steps=6, adv_estimator="grpo"), two).train()
+        GRPOTrainer(_cfg(tiny_model_dir, pi1_file, total_steps=6, adv_estimator="grpo", **kw), two).train()
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from oneshot_rlvr.errors import RlvrError
 # name -> (module under oneshot_rlvr.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "build-tiny-model": ("build_tiny_model", "build a random-init tiny Qwen2 with the real Qwen2.5-Math tokenizer"),
-    "train": ("train", "run GRPO training from a run config (the paper's recipe by default)"),
+    "train": ("train", "run GRPO (or PPO: adv_estimator gae) training from a run config (the paper's recipe by default)"),
     "evaluate": ("evaluate", "evaluate a model on math / ARC benchmarks with the qwen and math_verify graders"),
     "select-best": ("select_best", "pick the best-average and per-benchmark best steps of a run"),
     "prepare-data": ("prepare_data", "validate and copy the pool / full sets into a results folder"),
