@@ -4,7 +4,8 @@ usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MI
 Each rank takes its contiguous share of the prompt rows (whole groups), exactly as the trainer does.
 ZERO_STAGE (2 or 3) runs the update through DeepSpeed (`deepspeed: true`); 0 or absent = plain path.
 SKEW=1 gives prompt rows 2-3 long responses (30-60 tokens), so that with a small token budget the
-two ranks run different numbers of micro-batches. LAYOUT: packed (default: sequence_packing, whose micro-batch
+two ranks run different numbers of micro-batches (the ranks then keep their own rows: no balancing; otherwise the
+batch is balanced over ranks as the trainer does, `GRPOTrainer.balance`). LAYOUT: packed (default: sequence_packing, whose micro-batch
 count is agreed over ranks) or padded (consecutive padded micro-batches, counted per rank). ADV: grpo (default) or
 gae: PPO — the critic's values, GAE whitened over all ranks, one critic step on the whole batch, then the actor's step
 (the critic's weights and stats are saved too).
@@ -53,9 +54,12 @@ def main():
     mine = [i for i, r in enumerate(rows) if r[0] in groups]
     ro = Rollout([prompt] * len(mine), [rows[i][1] for i in mine], torch.tensor([rows[i][0] for i in mine]),
                  [124] * len(mine), ["stop"] * len(mine), scores[mine], [False] * len(mine))
+    adv_grpo = adv_all[mine]
+    if not skew:  # the trainer's step: verl's _balance_batch over ranks (SKEW keeps the ranks uneven on purpose)
+        ro, adv_grpo = t.balance(ro, adv_grpo)
     ref = t._logprobs(t.ref_model, ro, False)[0]
     # micro-batches per rank: the DeepSpeed path must cope with ranks that have different counts
-    counts = _all_gather_list([len(t._plan([len(prompt) + len(r) for r in ro.response_ids]))])
+    counts = _all_gather_list([len(t._plan([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)]))])
     critic = {}
     if adv_estimator == "gae":
         seqs = list(zip(ro.prompt_ids, ro.response_ids))
@@ -66,7 +70,7 @@ def main():
         critic = {"stats": {**gae_stats, **t.update_critic(1, ro, values, returns)},
                   "params": (full_state_dict(t.critic.model) if stage else  # (a collective: every rank gathers)
                              {k: v.detach().clone() for k, v in t.critic.model.state_dict().items()})}
-    stats = t.update(1, ro, adv if adv_estimator == "gae" else adv_all[mine], ref, None)
+    stats = t.update(1, ro, adv if adv_estimator == "gae" else adv_grpo, ref, None)
     if stage:
         from oneshot_rlvr.zero import full_state_dict
 

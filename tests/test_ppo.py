@@ -225,9 +225,13 @@ def test_ppo_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, stage):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     r1 = subprocess.run([sys.executable, script, *args, str(one), *tail], capture_output=True, text=True, timeout=600)
     assert r1.returncode == 0, r1.stderr[-3000:]
+    import socket
+
+    with socket.socket() as sock:  # a free port (a fixed one can still be held by an earlier test's store)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                         str(29561 + int(stage)), script, *args, str(two), *tail], capture_output=True, text=True,
-                        timeout=600)
+                         str(port), script, *args, str(two), *tail], capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stderr[-3000:]
     a, b = torch.load(one), torch.load(two)
     for key in ("critic/advantages/max", "critic/values/mean", "critic/vf_explained_var", "critic/vf_loss",

@@ -182,6 +182,9 @@ class Rollout:
     finish: list[str]
     scores: torch.Tensor
     correct: list[bool]
+    # after `GRPOTrainer.balance` on several ranks: positions of this rank's sequences forming each emulated
+    # GPU's share (verl's _balance_batch sets); None = the rank's whole share
+    sets: list[list[int]] | None = None
 
 
 def _dist():
@@ -434,26 +437,67 @@ class GRPOTrainer:
             return packing.plan(lens, budget, _all_max(packing.n_micro_batches(lens, budget)))
         return micro_batches(lens, budget)
 
-    def _update_plan(self, lens: list[int], budget: int | None = None) -> list[list[int]]:
+    def _update_plan(self, lens: list[int], budget: int | None = None,
+                     sets: list[list[int]] | None = None) -> list[list[int]]:
         """The update's micro-batches. Under `agg: verl02` the loss depends on which sequences share a
         micro-batch; the fork formed them per GPU after `_balance_batch` split the 1,024 sequences into 8
-        equal-count balanced sets. `verl02_dp_size` reproduces that: this rank's sequences into
-        verl02_dp_size / world sets, each into its own micro-batches (the count agreed over every set)."""
+        equal-count balanced sets. `verl02_dp_size` reproduces that: on several ranks `balance` hands each rank
+        its sets (`sets`, positions in `lens`); on one process its sequences are split into verl02_dp_size sets
+        here. Each set gets its own micro-batches (the count agreed over every set of every rank)."""
         cfg, world = self.cfg, _dist()[1]
         dp = cfg.verl02_dp_size
-        if not (cfg.sequence_packing and cfg.agg == "verl02" and dp and dp != world):
-            return self._plan(lens, budget)
-        local = dp // world
-        if len(lens) < local or len(lens) % local:
-            if not getattr(self, "_warned_dp", False):
-                self._warned_dp = True
-                warnings.warn(f"verl02_dp_size {dp}: {len(lens)} sequences per rank do not split into {local} equal "
-                              "sets; micro-batches are formed over the rank's whole share", stacklevel=2)
-            return self._plan(lens, budget)
-        sets = packing.balanced_partitions(lens, local, equal_size=True)
         budget = budget or cfg.micro_batch_tokens
+        if not (cfg.sequence_packing and cfg.agg == "verl02" and dp):
+            return self._plan(lens, budget)
+        if sets is None:
+            if dp == world:  # each rank is one of the fork's GPUs
+                return self._plan(lens, budget)
+            local = dp // world
+            if len(lens) < local or len(lens) % local:
+                if not getattr(self, "_warned_dp", False):
+                    self._warned_dp = True
+                    warnings.warn(f"verl02_dp_size {dp}: {len(lens)} sequences per rank do not split into {local} "
+                                  "equal sets; micro-batches are formed over the rank's whole share", stacklevel=2)
+                return self._plan(lens, budget)
+            sets = packing.balanced_partitions(lens, local, equal_size=True)
         k = _all_max(max(packing.n_micro_batches([lens[i] for i in s], budget) for s in sets))
         return [[s[j] for j in mb] for s in sets for mb in packing.plan([lens[i] for i in s], budget, k)]
+
+    def balance(self, ro: Rollout, adv: torch.Tensor | None = None) -> tuple[Rollout, torch.Tensor | None]:
+        """verl's `_balance_batch` over ranks: every rank's sequences are gathered and split into equal-count
+        sets balanced by tokens (prompt + response), rank r taking sets r·k … (r+1)·k − 1 — one set per rank,
+        or verl02_dp_size sets in all when that emulation applies, so each rank holds exactly the fork's
+        per-GPU shares. GRPO advantages (computed before: groups never span ranks) travel with their sequences.
+        Balanced ranks also finish their updates together. One process: nothing moves (`_update_plan` forms
+        the sets itself). The sequences' token ids cross ranks once per step (an object all-gather)."""
+        rank, world = _dist()
+        if world == 1:
+            return ro, adv
+        cfg = self.cfg
+        emulate = cfg.agg == "verl02" and cfg.sequence_packing and cfg.verl02_dp_size
+        n_sets = cfg.verl02_dp_size if emulate else world  # (a multiple of world: checked in setup)
+        all_lens = _all_gather_list([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
+        if len(all_lens) % n_sets:
+            if not getattr(self, "_warned_balance", False):
+                self._warned_balance = True
+                warnings.warn(f"{len(all_lens)} sequences do not split into {n_sets} equal sets: ranks keep their own "
+                              "rollouts (not balanced)", stacklevel=2)
+            return ro, adv
+        local = n_sets // world
+        mine = packing.balanced_partitions(all_lens, n_sets, equal_size=True)[rank * local:(rank + 1) * local]
+        counts = _all_gather_list([int(ro.group_ids.max()) + 1 if len(ro.group_ids) else 0])
+        g0 = sum(counts[:rank])  # group ids made unique over ranks
+        advs = adv.tolist() if adv is not None else [None] * len(ro.response_ids)
+        recs = _all_gather_list([(p, r, g + g0, i, f, sc, c, a) for p, r, g, i, f, sc, c, a in zip(
+            ro.prompt_ids, ro.response_ids, ro.group_ids.tolist(), ro.row_index, ro.finish, ro.scores.tolist(),
+            ro.correct, advs)])
+        take = [recs[i] for s in mine for i in s]
+        starts = np.cumsum([0] + [len(s) for s in mine]).tolist()
+        new = Rollout([t[0] for t in take], [t[1] for t in take], torch.tensor([t[2] for t in take]),
+                      [t[3] for t in take], [t[4] for t in take], torch.tensor([t[5] for t in take], dtype=torch.float32),
+                      [t[6] for t in take], sets=[list(range(a, b)) for a, b in zip(starts[:-1], starts[1:])])
+        new_adv = None if adv is None else torch.tensor([t[7] for t in take], dtype=adv.dtype)
+        return new, new_adv
 
     def _logprobs(self, model, ro: Rollout, with_entropy: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """No-grad per-sequence log-probs (and entropies) of the responses, by token-budget micro-batches."""
@@ -578,7 +622,8 @@ class GRPOTrainer:
                 mb_seqs = _all_sum(len(idx))
                 learner.zero_grad()
                 rows, ws = [], []  # per micro-batch: loss terms (on the device) and weights
-                plan: list = self._update_plan([len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx], budget)
+                plan: list = self._update_plan([len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx], budget,
+                                               ro.sets if len(idx) == n_seq else None)
                 if learner.ds is not None:
                     # ZeRO reduces gradients inside every backward (a collective): every rank runs the same
                     # number of backward passes; a rank with fewer micro-batches adds zero-weight repeats
@@ -866,14 +911,15 @@ class GRPOTrainer:
                 batch_rows = shard_rows([self.rows[i] for i in positions], *_dist())
                 ro, stats = self.rollout(step, batch_rows)
                 crit: dict = {}
+                adv = None if self.critic is not None else algos.grpo_advantages(ro.scores, ro.group_ids, cfg.adv_eps,
+                                                                                 cfg.norm_adv_by_std)
+                ro, adv = self.balance(ro, adv)  # (several ranks: verl's _balance_batch)
                 if self.critic is not None:  # PPO: values before any update, then GAE
                     t = time.perf_counter()
                     values = self.critic.values(list(zip(ro.prompt_ids, ro.response_ids)), self._plan(
                         [len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)], cfg.critic_micro_batch_tokens))
                     adv, returns, crit = self.gae(ro, values)
                     crit["time/values"] = time.perf_counter() - t
-                else:
-                    adv = algos.grpo_advantages(ro.scores, ro.group_ids, cfg.adv_eps, cfg.norm_adv_by_std)
                 t = time.perf_counter()
                 ref_lp = self._logprobs(self.ref_model, ro, False)[0] if self.ref_model is not None else None
                 multi = cfg.ppo_epochs > 1 or cfg.mini_batch_prompts < cfg.train_batch_size
