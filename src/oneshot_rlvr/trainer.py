@@ -563,7 +563,7 @@ class GRPOTrainer:
         lens = [len(r) for r in ro.response_ids]
         counts = [v.numel() for v in values]
         width = max(counts + lens)
-        vals, vmask = pad_flat(torch.cat(values), counts)
+        vals, _ = pad_flat(torch.cat(values), counts)
         vals = F.pad(vals, (0, width - vals.shape[1]))
         raw, ret = algos.gae_advantages(token_rewards(ro.scores, lens, width), vals, cfg.gamma, cfg.lam)
         rmask = (torch.arange(width)[None, :] < torch.tensor(lens)[:, None]).float()  # the response tokens
