@@ -23,9 +23,11 @@
 #            packed attention as one varlen flash call per row (packed_attention auto) and one SDPA call per
 #            sequence (sdpa-); the JSON has the kernel's self-check and its log-probs against sdpa's on the 1.5B model
 #   zero     the update through DeepSpeed ZeRO-2 on one GPU (NCCL, bf16 + fp32 master weights)
+#   ppo      whole PPO steps (adv_estimator gae) at the step phase's shape: the critic's value pass and its update
+#            (8 optimizer steps of 128 sequences at 32 x 8 rollouts) next to the actor's phases; not in the default list
 # PHASES="build step update trl" runs only those (a second call with little device time left); UPDATE_VARIANTS,
 # BF16P_VARIANTS, STEP_PRECISION, STEP_ARGS, STEP_STEPS, STEP_CAP, ROLLOUT_ARGS, COMPILE_VARIANTS, COMPILE_CAP,
-# PACKING_VARIANTS and PACKING_CAP
+# PACKING_VARIANTS, PACKING_CAP and PPO_CAP
 # override what those phases run.
 # PRESET=targets: issue 7's two open targets in ONE call (about 7.5 min on an H200): our fastest step and TRL's
 # in the same process lease (step >= 3x TRL), then the compiled update at the paper's length (MFU >= 0.5).
@@ -89,7 +91,9 @@ run packing ${PACKING_CAP:-240} python3 bench/grpo_step.py $B --model-dir "$M" -
     --response-len $UL --min-response-len $((UL / 12)) --precision bf16-params \
     --variants ${PACKING_VARIANTS:-pad-nockpt:16384,sdpa-nockpt:16384,nockpt:16384,pad-compile-nockpt:16384,sdpa-compile-nockpt:16384,compile-nockpt:16384} \
     --out "$OUT/update_packing.json"
+run ppo ${PPO_CAP:-150} python3 bench/grpo_step.py $B --model-dir "$M" --mode step --engine hf --prompts $P --n $N \
+    --response-len $R --steps 2 --precision bf16-params --adv-estimator gae --no-baseline --out "$OUT/step_ppo.json"
 run zero 60 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --deepspeed --prompts 2 --n 8 \
     --response-len $RL --variants ckpt:24000 --out "$OUT/zero2.json"
 say "done"
-grep -E "^(phase|rollout|reward|logprob|update|step |TRL|steps|naive|speedup|kv_state|resident)|== |trl_step" "$LOG" | tail -60
+grep -E "^(phase|rollout|reward|values|logprob|update|step |TRL|steps|naive|speedup|kv_state|resident)|== |trl_step" "$LOG" | tail -60

@@ -10,6 +10,8 @@ work whatever the random model samples. Phases, as the trainer runs them:
     reward    the paper's grader on the decoded texts
     logprob   reference-model log-probs (the trainer's chunked, temperature-scaled path)
     update    one optimizer step over the whole batch (token-budget micro-batches, grad checkpointing)
+    values, update_critic    with --adv-estimator gae (PPO): the critic's value pass and its optimizer
+              steps (128 sequences each where that divides the batch: the fork's 8 per paper step)
 
 Baseline, same process, same weights and prompts: plain `model.generate` (dynamic cache, the fp32
 master weights, --baseline-batch sequences at a time), log-probs from full-vocabulary fp32 logits,
@@ -337,6 +339,9 @@ def main(argv=None) -> dict:
                     help="the trainer's packed_attention key: attention within a packed row as one SDPA call per "
                          "sequence (sdpa) or one flash-attention call per row (varlen; CUDA + bf16)")
     ap.add_argument("--engine", choices=["auto", *CHOICES["engine"]], default="auto", help="auto: vllm on CUDA, hf on CPU")
+    ap.add_argument("--adv-estimator", choices=CHOICES["adv_estimator"], default="grpo",
+                    help="step mode: grpo, or gae = PPO (adds the critic's value pass and its update as phases "
+                         "`values` and `update_critic`; the critic's FLOPs exclude the LM head)")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--precision", choices=CHOICES["precision"], default="autocast",
                     help="the trainer's precision key: fp32 parameters + bf16 autocast, or a bf16 module with fp32 "
@@ -404,6 +409,9 @@ def main(argv=None) -> dict:
                     sequence_packing=args.sequence_packing == "on", packed_attention=args.packed_attention,
                     gpu_memory_utilization=args.gpu_memory_utilization, progress=False, tensorboard=False,
                     max_num_seqs=max(256, min(1024, args.prompts * args.n)), deepspeed=args.deepspeed,
+                    adv_estimator=args.adv_estimator if args.mode == "step" else "grpo",
+                    # the fork's 128-sequence critic steps where they divide the batch, else one step
+                    critic_mini_batch_seqs=128 if (args.prompts * args.n) % 128 == 0 else None,
                     # speed is measured with micro-batches over the whole batch (as every recorded number); the
                     # fork's per-GPU membership (verl02_dp_size) changes which sequences share one, not the work
                     verl02_dp_size=None).validate()
@@ -644,6 +652,15 @@ def _step_mode(args, tr, cfg, engine, device, rows, prompt_ids, record, Sampling
         adv = algos.grpo_advantages(scores, groups, cfg.adv_eps, cfg.norm_adv_by_std)
         all_tokens = sum(p + r for p, r in seq_shapes)
         fwd = forward_flops(mcfg, seq_shapes)
+        crit_fwd = fwd - sum(2 * mcfg.hidden_size * mcfg.vocab_size * r for _, r in seq_shapes)  # no LM head
+        adv_actor = adv
+        if tr.critic is not None:  # PPO: the critic's value pass; GAE's advantages replace GRPO's
+            t = time.perf_counter()
+            values = tr.critic.values(list(zip(ro.prompt_ids, ro.response_ids)),
+                                      tr._plan([p + r for p, r in seq_shapes], cfg.critic_micro_batch_tokens))
+            _sync(device)
+            res["values"] = record(time.perf_counter() - t, all_tokens, crit_fwd)
+            adv_actor, returns, _ = tr.gae(ro, values)
         t = time.perf_counter()
         ref_lp = tr._logprobs(tr.ref_model, ro, False)[0] if tr.ref_model is not None else None
         _sync(device)
@@ -657,8 +674,14 @@ def _step_mode(args, tr, cfg, engine, device, rows, prompt_ids, record, Sampling
                 d = (eng - mine).abs()
                 res["engine_vs_trainer_logprob"] = {"mean_abs": d.mean().item(), "max_abs": d.max().item(),
                                                     "tokens": int(d.numel())}
+        if tr.critic is not None:  # (the critic first, as the trainer)
+            t = time.perf_counter()
+            cu = tr.update_critic(step, ro, values, returns)
+            _sync(device)
+            res["update_critic"] = record(time.perf_counter() - t, all_tokens, 3 * crit_fwd)
+            res["update_critic"]["optimizer_steps"] = cu["critic/optimizer_steps"]
         t = time.perf_counter()
-        upd = tr.update(step, ro, adv, ref_lp, None)
+        upd = tr.update(step, ro, adv_actor, ref_lp, None)
         _sync(device)
         res["update"] = record(time.perf_counter() - t, all_tokens, 3 * fwd)
         res["update"]["optimizer_steps"] = upd["optimizer_steps"]
@@ -703,9 +726,9 @@ def _print_summary(report: dict, args, out: Path) -> None:
           f"{args.prompts}x{args.n} responses of {L} tokens")
     if args.mode == "step":
         last = report["steps"][-1]
-        print(f"{'phase':9s} {'ours s':>9s} {'tok/s':>10s} {'MFU':>7s} {'MFU(m)':>7s} {'naive s':>9s} "
+        print(f"{'phase':13s} {'ours s':>9s} {'tok/s':>10s} {'MFU':>7s} {'MFU(m)':>7s} {'naive s':>9s} "
               f"{'naive/ours':>10s}")
-        for k in ("sync", "rollout", "reward", "logprob", "update"):
+        for k in ("sync", "rollout", "reward", "values", "logprob", "update_critic", "update"):
             if k not in last:
                 continue
             v = last[k]
@@ -714,7 +737,7 @@ def _print_summary(report: dict, args, out: Path) -> None:
             mfu_m = f"{v['mfu_vs_measured'] * 100:.1f}%" if v.get("mfu_vs_measured") is not None else "-"
             tps = f"{v['tokens_per_s']:.0f}" if v.get("tokens_per_s") else "-"
             b_s = b["seconds"] if b else float("nan")
-            print(f"{k:9s} {v['seconds']:9.3f} {tps:>10s} {mfu:>7s} {mfu_m:>7s} {b_s:9.3f} {b_s / v['seconds']:10.2f}")
+            print(f"{k:13s} {v['seconds']:9.3f} {tps:>10s} {mfu:>7s} {mfu_m:>7s} {b_s:9.3f} {b_s / v['seconds']:10.2f}")
         print(f"step {last['step_seconds']:.3f} s  (steps: {[round(s['step_seconds'], 3) for s in report['steps']]})"
               f"  hf_compile active: {report.get('hf_compile_active')}")
     else:
