@@ -78,6 +78,10 @@ def init_distributed() -> None:
         os.environ.setdefault("WORLD_SIZE", "1")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    elif torch.distributed.get_world_size() == 1:
+        # a one-process group someone else started (vLLM in the same process does) without the launcher's
+        # variables: DeepSpeed's engine asserts LOCAL_RANK is set
+        os.environ.setdefault("LOCAL_RANK", "0")
     if not torch.cuda.is_available():
         import deepspeed.comm.torch  # noqa: F401  (make the module patchable)
 
