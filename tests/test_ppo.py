@@ -89,6 +89,15 @@ def test_config_keys_are_checked():
     assert from_dict(dict(train_batch_size=4, n=4)).adv_estimator == "grpo"  # the 128 default bothers no GRPO run
 
 
+def test_missing_critic_model_fails_before_loading(tmp_path, tiny_model_dir, pi1_file):
+    from oneshot_rlvr.trainer import GRPOTrainer
+
+    t = GRPOTrainer(_cfg(tiny_model_dir, pi1_file, critic_model=str(tmp_path / "nope")), tmp_path / "run")
+    with pytest.raises(ConfigError, match="'critic_model': model directory not found"):
+        t.setup()
+    assert not hasattr(t, "model") and not (tmp_path / "run").exists()
+
+
 # -- the critic and the trainer ----------------------------------------------------------------
 
 

@@ -292,6 +292,8 @@ class GRPOTrainer:
                               "ranks (each rank reproduces verl02_dp_size / ranks of the fork's GPUs); use a multiple, "
                               "or null")
         check_model_path(cfg.model)
+        if cfg.adv_estimator == "gae" and cfg.critic_model:  # before anything is loaded
+            check_model_path(cfg.critic_model, "critic_model")
         self.tokenizer = load_tokenizer(cfg.tokenizer_path)
         self.rows, self.dropped = load_train_rows(cfg.train_file, self.tokenizer, cfg.max_prompt_length,
                                                   cfg.prompt_key, cfg.label_override)
