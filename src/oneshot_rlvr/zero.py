@@ -76,6 +76,14 @@ def init_distributed() -> None:
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("LOCAL_RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
+        if os.environ["WORLD_SIZE"] == "1" and "MASTER_PORT" not in os.environ:
+            # a file rendezvous: a probed free TCP port can be taken again before the store listens on it
+            # (EADDRINUSE seen on CPU test runs); DeepSpeed then reuses this group
+            import tempfile
+
+            path = os.path.join(tempfile.mkdtemp(prefix="rlvr-pg-"), "store")
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                                 init_method=f"file://{path}", rank=0, world_size=1)
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     elif torch.distributed.get_world_size() == 1:
