@@ -86,6 +86,12 @@ def agg_loss(values: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tenso
     return (per_seq * nonempty).sum() / nonempty.sum().clamp(min=1)
 
 
+def within_micro_batch(agg: str) -> str:
+    """How one micro-batch's tokens are aggregated under the `agg` key: the seq-* modes as named, the others
+    (verl02, token-mean) as a token mean (their micro-batch weights then make the per-step normalisation)."""
+    return agg if agg.startswith("seq-") else "token-mean"
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

@@ -122,7 +122,7 @@ class Critic:
         dev = vpred.device
         old = pad_flat(torch.cat([old_values[i] for i in mb]).to(dev), sizes)[0]
         ret = pad_flat(torch.cat([returns[i] for i in mb]).to(dev), sizes)[0]
-        inner = self.cfg.agg if self.cfg.agg.startswith("seq-") else "token-mean"
+        inner = algos.within_micro_batch(self.cfg.agg)
         loss, clipfrac = algos.value_loss(vpred, old, ret, mask, self.cfg.cliprange_value, inner)
         return loss, torch.stack([loss, clipfrac, algos.masked_mean(vpred.detach(), mask)])
 

@@ -522,7 +522,7 @@ class GRPOTrainer:
         cfg = self.cfg
         self.model.train()
         on_policy = old_lp is None
-        inner = cfg.agg if cfg.agg.startswith("seq-") else "token-mean"
+        inner = algos.within_micro_batch(cfg.agg)
 
         def micro_loss(mb):
             rl = [len(ro.response_ids[i]) for i in mb]
