@@ -8,7 +8,9 @@ two ranks run different numbers of micro-batches (the ranks then keep their own 
 batch is balanced over ranks as the trainer does, `GRPOTrainer.balance`). LAYOUT: packed (default: sequence_packing, whose micro-batch
 count is agreed over ranks) or padded (consecutive padded micro-batches, counted per rank). ADV: grpo (default) or
 gae: PPO — the critic's values, GAE whitened over all ranks, one critic step on the whole batch, then the actor's step
-(the critic's weights and stats are saved too).
+(the critic's weights and stats are saved too) | kl: GRPO with the in-reward KL (kl_in_reward_coef 0.5, no KL loss,
+the reference's weights scaled by 0.9 so the KL is not 0): advantages after balancing, from every rank's penalised
+scores (`GRPOTrainer.grpo`; a group may then span ranks).
 """
 
 import random
@@ -27,7 +29,8 @@ def main():
     budget = int(sys.argv[6]) if len(sys.argv) > 6 else 24000
     skew = len(sys.argv) > 7 and sys.argv[7] == "1"
     packed = len(sys.argv) <= 8 or sys.argv[8] == "packed"
-    adv_estimator = sys.argv[9] if len(sys.argv) > 9 else "grpo"
+    mode = sys.argv[9] if len(sys.argv) > 9 else "grpo"
+    adv_estimator = "gae" if mode == "gae" else "grpo"
     _init_distributed()
     rank, world = _dist()
     extra = dict(deepspeed=True, zero_stage=stage) if stage else {}
@@ -38,9 +41,14 @@ def main():
                          adam_eps=1e-6,
                          gradient_checkpointing=False, progress=False, tensorboard=False,
                          micro_batch_tokens=budget, sequence_packing=packed, adv_estimator=adv_estimator,
-                         critic_mini_batch_seqs=16, critic_lr=1e-3, critic_micro_batch_tokens=budget, **extra))
+                         critic_mini_batch_seqs=16, critic_lr=1e-3, critic_micro_batch_tokens=budget,
+                         **(dict(kl_in_reward_coef=0.5, kl_coef=0.0) if mode == "kl" else {}), **extra))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()
+    if mode == "kl":
+        with torch.no_grad():
+            for p in t.ref_model.parameters():
+                p.mul_(0.9)
     rng = random.Random(0)
     prompt = t.rows[0].prompt_ids
     rows = []  # 4 prompt rows × 4 responses of varied length, fixed scores
@@ -70,7 +78,13 @@ def main():
         critic = {"stats": {**gae_stats, **t.update_critic(1, ro, values, returns)},
                   "params": (full_state_dict(t.critic.model) if stage else  # (a collective: every rank gathers)
                              {k: v.detach().clone() for k, v in t.critic.model.state_dict().items()})}
+    kl_stats = {}
+    if mode == "kl":  # the trainer's order: balance, log-probs, penalty, then GRPO over every rank's scores
+        old = t._logprobs(t.model, ro, False)[0]
+        penalty, kl_stats = t.kl_in_reward(ro, old, ref)
+        adv_grpo = t.grpo(ro, ro.scores - torch.stack([p.sum() for p in penalty]))
     stats = t.update(1, ro, adv if adv_estimator == "gae" else adv_grpo, ref, None)
+    stats.update(kl_stats)
     if stage:
         from oneshot_rlvr.zero import full_state_dict
 

@@ -32,3 +32,29 @@ def test_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, agg):
         # balanced per-GPU sets (GRPOTrainer.balance), exactly the sets one process emulates (verl02_dp_size 8)
         assert diff <= 1e-5
         assert abs(a["stats"]["grad_norm"] - b["stats"]["grad_norm"]) <= 1e-5 * max(1.0, a["stats"]["grad_norm"])
+
+
+@pytest.mark.slow
+def test_in_reward_kl_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file):
+    """GRPO with the in-reward KL normalises after balancing, when a group may span ranks: the ranks' penalised
+    scores are gathered (`GRPOTrainer.grpo`), so 2 ranks give one process's KL, advantages and update."""
+    import socket
+
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    script = str(HERE / "multirank_update.py")
+    args = [str(tiny_model_dir), str(pi1_file)]
+    tail = ["token-mean", "0", "24000", "0", "packed", "kl"]
+    r1 = subprocess.run([sys.executable, script, *args, str(one), *tail], capture_output=True, text=True, timeout=600)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    with socket.socket() as sock:  # a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                         str(port), script, *args, str(two), *tail], capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    a, b = torch.load(one), torch.load(two)
+    assert abs(a["stats"]["critic/kl"]) > 1e-4  # the reference differs: the penalty is not 0
+    assert a["stats"]["critic/kl"] == pytest.approx(b["stats"]["critic/kl"], rel=1e-5)
+    diff = max((a["params"][k] - b["params"][k]).abs().max().item() for k in a["params"])
+    assert diff <= 1e-5, diff
+    assert a["stats"]["grad_norm"] == pytest.approx(b["stats"]["grad_norm"], rel=1e-5)

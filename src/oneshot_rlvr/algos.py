@@ -52,6 +52,41 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str) -> torch.T
     raise ValueError(f"unknown kl kind {kind!r}; expected kl, abs, mse or low_var_kl")
 
 
+class KLController:
+    """The in-reward KL coefficient beta (verl's `algorithm.kl_ctrl`: FixedKLController / AdaptiveKLController).
+
+    fixed: beta stays `coef`. adaptive (Ziegler et al.; TRL's PPO): after each step
+    beta *= 1 + clip(kl / target − 1, −0.2, 0.2) · n_steps / horizon, where kl is the step's mean
+    per-sequence KL and n_steps its number of sequences. `value` is the beta a step uses; `update` then
+    sets the next one (verl reads the value before updating it)."""
+
+    def __init__(self, coef: float, kind: str = "fixed", target: float = 0.1, horizon: int = 10000):
+        if kind not in ("fixed", "adaptive"):
+            raise ValueError(f"unknown kl controller {kind!r}; expected fixed or adaptive")
+        self.value, self.kind, self.target, self.horizon = float(coef), kind, float(target), int(horizon)
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        if self.kind == "adaptive":
+            error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+            self.value *= 1.0 + error * n_steps / self.horizon
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = float(state["value"])
+
+
+def kl_reward_penalty(old_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                      kind: str = "kl") -> tuple[torch.Tensor, torch.Tensor]:
+    """verl's apply_kl_penalty without the coefficient: the masked per-token KL estimate [B, T] that
+    beta times is subtracted from the token rewards, and each sequence's masked mean KL [B] (whose batch
+    mean drives the adaptive controller). `old_logp` are the policy's log-probs before the update."""
+    kld = kl_penalty(old_logp.float(), ref_logp.float(), kind) * mask.to(torch.float32)
+    per_seq = kld.sum(-1) / mask.to(torch.float32).sum(-1).clamp(min=1)
+    return kld, per_seq
+
+
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of softmax(logits) over the last dim: logsumexp(z) - sum(p * z)."""
     logits = logits.float()

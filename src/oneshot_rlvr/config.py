@@ -24,6 +24,8 @@ CHOICES = {  # RunConfig keys with a closed set of values (bench/grpo_step.py of
     "reward": ("outcome", "format"),
     "grader": ("deepscaler", "math_verify", "qwen"),
     "kl_type": ("kl", "abs", "mse", "low_var_kl"),
+    "kl_in_reward_type": ("kl", "abs", "mse", "low_var_kl"),
+    "kl_ctrl": ("fixed", "adaptive"),
     "agg": ("verl02", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
     "adv_estimator": ("grpo", "gae"),
     "dtype": ("auto", "float32", "bfloat16"),
@@ -78,6 +80,15 @@ class RunConfig:
     pg_coef: float = 1.0  # the fork's pg_loss_coeff
     kl_coef: float = 0.001  # kl_loss_coef (a loss term, use_kl_loss=True)
     kl_type: str = "low_var_kl"
+    # verl's in-reward KL (algorithm.kl_ctrl / kl_penalty): token rewards −= beta·KL(old policy ‖ reference)
+    # before the advantages. The fork applies it whenever use_kl_loss is off, with kl_ctrl.kl_coef 0.001 unless
+    # the script zeroes it; our KL-off rows read the scripts as zeroing it (official-repo.md E12 [inferred]),
+    # so 0 = off is the default. Any value > 0 turns it on (with or without the KL loss term above)
+    kl_in_reward_coef: float = 0.0  # beta (the initial beta under kl_ctrl: adaptive)
+    kl_in_reward_type: str = "kl"  # algorithm.kl_penalty: kl (log-ratio) | abs | mse | low_var_kl
+    kl_ctrl: str = "fixed"  # fixed | adaptive (beta follows kl_target over kl_horizon sequences)
+    kl_target: float = 0.1
+    kl_horizon: int = 10000
     entropy_coef: float = 0.001  # loss -= entropy_coef * H  (maximises entropy; paper alpha = -0.001)
     clip_low: float = 0.2
     clip_high: float = 0.2
@@ -155,7 +166,7 @@ class RunConfig:
                 raise ConfigError(f"config key '{key}' must be > 0, got {getattr(self, key)}")
         # every float key is checked for finiteness: a NaN passes any `<` test and surfaces steps later
         for key in ["temperature", "lr", "weight_decay", "grad_clip", "kl_coef", "entropy_coef", "clip_low",
-                    "clip_high", "pg_coef", "critic_lr", "critic_weight_decay"]:
+                    "clip_high", "pg_coef", "critic_lr", "critic_weight_decay", "kl_in_reward_coef"]:
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
                 raise ConfigError(f"config key '{key}' must be a finite number >= 0, got {v}")
@@ -181,6 +192,14 @@ class RunConfig:
         for key in ["gamma", "lam"]:
             if not (0 <= getattr(self, key) <= 1):
                 raise ConfigError(f"config key '{key}' must be in [0, 1], got {getattr(self, key)}")
+        if self.kl_ctrl == "adaptive":
+            if not self.kl_in_reward_coef > 0:
+                raise ConfigError("config key 'kl_ctrl': adaptive scales kl_in_reward_coef, which is 0 (in-reward KL "
+                                  "off); set kl_in_reward_coef > 0 (the initial beta) or use kl_ctrl: fixed")
+            if not (math.isfinite(self.kl_target) and self.kl_target > 0):
+                raise ConfigError(f"config key 'kl_target' must be a finite number > 0, got {self.kl_target}")
+            if self.kl_horizon <= 0:
+                raise ConfigError(f"config key 'kl_horizon' must be > 0, got {self.kl_horizon}")
         if self.critic_warmup < 0:
             raise ConfigError(f"config key 'critic_warmup' must be >= 0, got {self.critic_warmup}")
         if self.adv_estimator == "gae" and self.critic_mini_batch_seqs is not None and (

@@ -5,7 +5,8 @@ verl 0.2 fork (official-repo.md §2.1, grpo-trainer.md §1):
 - 128 prompt rows × n=8 responses; each prompt ROW is its own GRPO group (1-shot: 128 groups of 8);
 - log-probs and entropy on temperature-scaled logits (logits / T, T = rollout temperature), for the
   policy, the old policy and the reference alike;
-- loss = pg_coef·pg_loss − entropy_coef·entropy + kl_coef·low_var_kl, each a token mean;
+- loss = pg_coef·pg_loss − entropy_coef·entropy + kl_coef·low_var_kl, each a token mean; optionally verl's
+  in-reward KL instead or as well (`kl_in_reward_coef`: the token rewards lose β·KL before the advantages);
 - the whole batch is one mini-batch → one optimizer step per rollout step (ratio ≡ 1: we take verl's
   on-policy shortcut old_logp = logp.detach() when ppo_epochs = 1 and there is one mini-batch);
 - `agg: verl02` normalises like the fork (token-mean inside each micro-batch, weighted by its share of
@@ -28,6 +29,7 @@ import random
 import shutil
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -281,6 +283,7 @@ class GRPOTrainer:
         # the policy's weights, optimizer and precision (learner.py); the critic's under adv_estimator: gae
         self.actor: Learner | None = None
         self.critic = None
+        self.kl_ctrl: algos.KLController | None = None
         self._export: dict | None = None  # fp32 weights gathered from ZeRO partitions for a checkpoint
 
     # -- setup -------------------------------------------------------------------------------
@@ -309,7 +312,10 @@ class GRPOTrainer:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.config.use_cache = False
         self.ref_model = None
-        if cfg.kl_coef > 0:
+        # the in-reward KL's beta (None: off); its state travels with the resumable state
+        self.kl_ctrl = (algos.KLController(cfg.kl_in_reward_coef, cfg.kl_ctrl, cfg.kl_target, cfg.kl_horizon)
+                        if cfg.kl_in_reward_coef > 0 else None)
+        if cfg.kl_coef > 0 or self.kl_ctrl is not None:
             ref_dtype = self.dtype  # the paper keeps the reference in bf16 on GPU
             self.ref_model = copy.deepcopy(self.model).to(ref_dtype).eval()
             for p in self.ref_model.parameters():
@@ -479,16 +485,16 @@ class GRPOTrainer:
         emulate = cfg.agg == "verl02" and cfg.sequence_packing and cfg.verl02_dp_size
         n_sets = cfg.verl02_dp_size if emulate else world  # (a multiple of world: checked in setup)
         all_lens = _all_gather_list([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
+        counts = _all_gather_list([int(ro.group_ids.max()) + 1 if len(ro.group_ids) else 0])
+        g0 = sum(counts[:rank])  # group ids made unique over ranks
         if len(all_lens) % n_sets:
             if not getattr(self, "_warned_balance", False):
                 self._warned_balance = True
                 warnings.warn(f"{len(all_lens)} sequences do not split into {n_sets} equal sets: ranks keep their own "
                               "rollouts (not balanced)", stacklevel=2)
-            return ro, adv
+            return dataclasses.replace(ro, group_ids=ro.group_ids + g0), adv
         local = n_sets // world
         mine = packing.balanced_partitions(all_lens, n_sets, equal_size=True)[rank * local:(rank + 1) * local]
-        counts = _all_gather_list([int(ro.group_ids.max()) + 1 if len(ro.group_ids) else 0])
-        g0 = sum(counts[:rank])  # group ids made unique over ranks
         advs = adv.tolist() if adv is not None else [None] * len(ro.response_ids)
         recs = _all_gather_list([(p, r, g + g0, i, f, sc, c, a) for p, r, g, i, f, sc, c, a in zip(
             ro.prompt_ids, ro.response_ids, ro.group_ids.tolist(), ro.row_index, ro.finish, ro.scores.tolist(),
@@ -540,7 +546,7 @@ class GRPOTrainer:
             ent_loss = algos.agg_loss(ent, mask, inner)
             loss = cfg.pg_coef * pg - cfg.entropy_coef * ent_loss
             kl_val = torch.zeros((), device=lp.device)
-            if self.ref_model is not None:
+            if cfg.kl_coef > 0:
                 ref, _ = pad_flat(torch.cat([ref_lp[i] for i in mb]).to(lp.device), rl)
                 kl_val = algos.agg_loss(algos.kl_penalty(lp, ref, cfg.kl_type), mask, inner)
                 loss = loss + cfg.kl_coef * kl_val
@@ -555,10 +561,41 @@ class GRPOTrainer:
         stats.update({"grad_norm": float(np.mean(norms)), "lr": lr_used, "optimizer_steps": len(norms)})
         return stats
 
-    def gae(self, ro: Rollout, values: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict]:
-        """PPO's advantages: GAE over token rewards (the score on each response's last token) and the critic's
-        values, whitened over every response token of the batch (all ranks). Returns per-sequence advantages
-        (one per response token), returns (one per value position) and verl's critic/* batch metrics."""
+    def kl_in_reward(self, ro: Rollout, old_lp: list[torch.Tensor],
+                     ref_lp: list[torch.Tensor]) -> tuple[list[torch.Tensor], dict]:
+        """verl's apply_kl_penalty: each response token's reward loses beta·KL(old policy ‖ reference). Returns
+        the per-token penalties (beta·KL, one tensor per sequence) and verl's critic/kl, critic/kl_coeff; then
+        the controller takes the step's mean per-sequence KL (over every rank's sequences)."""
+        lens = [len(r) for r in ro.response_ids]
+        old, mask = pad_flat(torch.cat(old_lp).float().cpu(), lens)
+        ref, _ = pad_flat(torch.cat(ref_lp).float().cpu(), lens)
+        kld, per_seq = algos.kl_reward_penalty(old, ref, mask, self.cfg.kl_in_reward_type)
+        beta = self.kl_ctrl.value
+        n_seqs = _all_sum(float(len(lens)))
+        current = _all_sum(float(per_seq.sum())) / n_seqs
+        self.kl_ctrl.update(current, int(n_seqs))
+        return [beta * kld[i, :n] for i, n in enumerate(lens)], {"critic/kl": current, "critic/kl_coeff": beta}
+
+    def grpo(self, ro: Rollout, scores: torch.Tensor) -> torch.Tensor:
+        """GRPO advantages of this rank's sequences from per-sequence scores. After `balance` a group may span
+        ranks (its ids are unique over ranks), so several ranks normalise over every rank's scores."""
+        cfg = self.cfg
+        rank, world = _dist()
+        if world == 1:
+            return algos.grpo_advantages(scores, ro.group_ids, cfg.adv_eps, cfg.norm_adv_by_std)
+        counts = _all_gather_list([len(scores)])
+        adv = algos.grpo_advantages(torch.tensor(_all_gather_list(scores.tolist()), dtype=torch.float32),
+                                    torch.tensor(_all_gather_list(ro.group_ids.tolist())), cfg.adv_eps,
+                                    cfg.norm_adv_by_std)
+        start = sum(counts[:rank])
+        return adv[start:start + len(scores)]
+
+    def gae(self, ro: Rollout, values: list[torch.Tensor],
+            penalty: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor], dict]:
+        """PPO's advantages: GAE over token rewards (the score on each response's last token, minus the in-reward
+        KL `penalty` per token when on) and the critic's values, whitened over every response token of the batch
+        (all ranks). Returns per-sequence advantages (one per response token), returns (one per value position)
+        and verl's critic/* batch metrics."""
         from oneshot_rlvr.critic import token_rewards
 
         cfg = self.cfg
@@ -567,7 +604,10 @@ class GRPOTrainer:
         width = max(counts + lens)
         vals, _ = pad_flat(torch.cat(values), counts)
         vals = F.pad(vals, (0, width - vals.shape[1]))
-        raw, ret = algos.gae_advantages(token_rewards(ro.scores, lens, width), vals, cfg.gamma, cfg.lam)
+        rewards = token_rewards(ro.scores, lens, width)
+        if penalty is not None:
+            rewards = rewards - F.pad(pad_flat(torch.cat(penalty), lens)[0], (0, width - max(lens)))
+        raw, ret = algos.gae_advantages(rewards, vals, cfg.gamma, cfg.lam)
         rmask = (torch.arange(width)[None, :] < torch.tensor(lens)[:, None]).float()  # the response tokens
 
         def moments(x):  # over every rank's response tokens
@@ -721,6 +761,7 @@ class GRPOTrainer:
                 **(blob or {"model": self._export_state_dict(), "optimizer": self.optimizer.state_dict()}),
                 "scheduler": self.scheduler.state_dict(),
                 **({"critic": self.critic_state(with_weights=self.ds is None)} if self.critic is not None else {}),
+                **({"kl_ctrl": self.kl_ctrl.state_dict()} if self.kl_ctrl is not None else {}),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
                 "metrics_lines": metrics_lines,
                 "config": self.cfg.to_dict(),
@@ -843,6 +884,8 @@ class GRPOTrainer:
         self.scheduler.load_state_dict(blob["scheduler"])
         if self.critic is not None:
             self.load_critic_state(path, blob)
+        if self.kl_ctrl is not None:  # (a state of another kl_in_reward_coef is refused by the config check)
+            self.kl_ctrl.load_state_dict(blob["kl_ctrl"])
         torch.set_rng_state(blob["rng"]["torch"])
         np.random.set_state(blob["rng"]["numpy"])
         random.setstate(blob["rng"]["python"])
@@ -913,27 +956,39 @@ class GRPOTrainer:
                 batch_rows = shard_rows([self.rows[i] for i in positions], *_dist())
                 ro, stats = self.rollout(step, batch_rows)
                 crit: dict = {}
-                adv = None if self.critic is not None else algos.grpo_advantages(ro.scores, ro.group_ids, cfg.adv_eps,
-                                                                                 cfg.norm_adv_by_std)
+                # GRPO's advantages from the scores alone are computed before balancing (groups are then whole
+                # on each rank); with the in-reward KL they need the log-probs, so after it (`grpo`)
+                adv = None if self.critic is not None or self.kl_ctrl is not None else algos.grpo_advantages(
+                    ro.scores, ro.group_ids, cfg.adv_eps, cfg.norm_adv_by_std)
                 ro, adv = self.balance(ro, adv)  # (several ranks: verl's _balance_batch)
+                t = time.perf_counter()
+                ref_lp = self._logprobs(self.ref_model, ro, False)[0] if self.ref_model is not None else None
+                multi = cfg.ppo_epochs > 1 or cfg.mini_batch_prompts < cfg.train_batch_size
+                # (one PPO epoch of one mini-batch is on-policy: the update takes its own detached log-probs)
+                old_lp = self._logprobs(self.model, ro, False)[0] if multi or self.kl_ctrl is not None else None
+                t_lp = time.perf_counter() - t
+                penalty = None
+                if self.kl_ctrl is not None:  # verl's apply_kl_penalty, before the advantages
+                    penalty, kl_stats = self.kl_in_reward(ro, old_lp, ref_lp)
+                    crit.update(kl_stats)
+                    crit["critic/rewards/mean"] = float(np.mean(_all_gather_list(
+                        (ro.scores - torch.stack([p.sum() for p in penalty])).tolist())))
                 if self.critic is not None:  # PPO: values before any update, then GAE
                     t = time.perf_counter()
                     values = self.critic.values(list(zip(ro.prompt_ids, ro.response_ids)), self._plan(
                         [len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)], cfg.critic_micro_batch_tokens))
-                    adv, returns, crit = self.gae(ro, values)
+                    adv, returns, gae_stats = self.gae(ro, values, penalty)
+                    crit.update(gae_stats)
                     crit["time/values"] = time.perf_counter() - t
-                t = time.perf_counter()
-                ref_lp = self._logprobs(self.ref_model, ro, False)[0] if self.ref_model is not None else None
-                multi = cfg.ppo_epochs > 1 or cfg.mini_batch_prompts < cfg.train_batch_size
-                old_lp = self._logprobs(self.model, ro, False)[0] if multi else None
-                t_lp = time.perf_counter() - t
+                elif penalty is not None:  # GRPO over the penalised sequence rewards (verl sums token rewards)
+                    adv = self.grpo(ro, ro.scores - torch.stack([p.sum() for p in penalty]))
                 if self.critic is not None:  # the critic first (verl), on the values it had before
                     t = time.perf_counter()
                     crit.update(self.update_critic(step, ro, values, returns))
                     crit["time/update_critic"] = time.perf_counter() - t
                 t = time.perf_counter()
                 # (critic_warmup: verl updates the actor once critic_warmup <= global step)
-                upd = self.update(step, ro, adv, ref_lp, old_lp) if step >= cfg.critic_warmup else {}
+                upd = self.update(step, ro, adv, ref_lp, old_lp if multi else None) if step >= cfg.critic_warmup else {}
                 t_up = time.perf_counter() - t
                 rec = {"step": step, "epoch": epoch, **stats, **crit, **upd,
                        "prompts/dropped_overlong": self.dropped,
