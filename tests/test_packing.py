@@ -85,6 +85,9 @@ def test_pack_positions_and_response_rows():
     # token 14 is predicted from position 2 (13), 22 from position 5 (21)
     assert b.rows.tolist() == [2, 3, 5, 6, 7]
     assert b.targets.tolist() == [14, 15, 22, 23, 24]
+    # the critic's counts: one more position per sequence (the state after its last token: 15, 24), or fewer
+    c = packing.pack([([11, 12, 13], [14, 15]), ([21], [22, 23, 24])], counts=[3, 2])
+    assert c.rows.tolist() == [2, 3, 4, 5, 6] and c.targets.tolist() == b.targets.tolist()
 
 
 # ------------------------------------------------------------------------------------------------

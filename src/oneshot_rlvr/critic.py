@@ -30,7 +30,7 @@ from oneshot_rlvr import algos, packing
 from oneshot_rlvr.errors import RlvrError
 from oneshot_rlvr.learner import Learner
 from oneshot_rlvr.modeling import check_model_path
-from oneshot_rlvr.trainer import pad_flat
+from oneshot_rlvr.trainer import _padded_hidden, pad_flat
 
 
 def n_values(response_len: int, max_response_length: int) -> int:
@@ -77,27 +77,14 @@ class Critic:
         ac = self.learner.autocast
         ctx = torch.autocast(device_type=device.type, dtype=ac) if ac else contextlib.nullcontext()
         decoder = self.model.model
+        # the actor's batch layouts, with one more position per sequence (the state after its last token)
         if packing.enabled(self.model):
-            batch = packing.pack(seqs)
-            rows = []
-            for (p, _), start, k in zip(seqs, batch.cu_seqlens[:-1].tolist(), counts):
-                rows += range(start + len(p) - 1, start + len(p) - 1 + k)  # the state before token t, t < k
+            batch = packing.pack(seqs, counts)
             with ctx:
                 hidden = decoder(**packing.decoder_kwargs(self.model, batch)).last_hidden_state
-            h = hidden[0, torch.tensor(rows, device=device)]
+            h = hidden[0, batch.rows.to(device)]
         else:
-            width = max(len(p) + len(r) for p, r in seqs)
-            ids = torch.zeros((len(seqs), width), dtype=torch.long)
-            attn = torch.zeros((len(seqs), width), dtype=torch.long)
-            bs, cols = [], []
-            for b, ((p, r), k) in enumerate(zip(seqs, counts)):
-                ids[b, : len(p) + len(r)] = torch.tensor(list(p) + list(r))
-                attn[b, : len(p) + len(r)] = 1
-                bs += [b] * k
-                cols += range(len(p) - 1, len(p) - 1 + k)
-            with ctx:
-                hidden = decoder(input_ids=ids.to(device), attention_mask=attn.to(device), use_cache=False).last_hidden_state
-            h = hidden[torch.tensor(bs, device=device), torch.tensor(cols, device=device)]
+            h, _ = _padded_hidden(decoder, seqs, device, ctx, counts)
         with ctx:
             v = self.model.score(self.model.dropout(h)).squeeze(-1)
         return v.float()

@@ -140,16 +140,21 @@ class PackedBatch:
     targets: torch.Tensor  # [R] those response tokens
 
 
-def pack(seqs: list[tuple[list[int], list[int]]]) -> PackedBatch:
-    """One row of `seqs` = [(prompt_ids, response_ids)], in order; R = total response tokens."""
+def pack(seqs: list[tuple[list[int], list[int]]], counts: list[int] | None = None) -> PackedBatch:
+    """One row of `seqs` = [(prompt_ids, response_ids)], in order; R = total response tokens.
+
+    `counts`: how many positions of each sequence `rows` holds, from the one before its first response
+    token (default: one per response token; the critic's len + 1 adds the state after the last token).
+    `targets` are the response tokens either way."""
     ids, pos, bounds, rows, targets = [], [], [0], [], []
-    for p, r in seqs:
+    for i, (p, r) in enumerate(seqs):
         start = bounds[-1]
         n = len(p) + len(r)
         ids += list(p) + list(r)
         pos += range(n)
         # the hidden state at position t predicts token t+1
-        rows += range(start + len(p) - 1, start + n - 1)
+        k = len(r) if counts is None else counts[i]
+        rows += range(start + len(p) - 1, start + len(p) - 1 + k)
         targets += list(r)
         bounds.append(start + n)
     return PackedBatch(torch.tensor([ids]), torch.tensor([pos]), torch.tensor(bounds, dtype=torch.int64),

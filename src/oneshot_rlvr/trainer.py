@@ -124,8 +124,9 @@ class _nullctx:
         return False
 
 
-def _padded_hidden(decoder, seqs, device, ctx):
-    """Right-padded batch (`sequence_packing: false`): the response positions' hidden states and targets."""
+def _padded_hidden(decoder, seqs, device, ctx, counts: list[int] | None = None):
+    """Right-padded batch (`sequence_packing: false`): the response positions' hidden states and targets.
+    `counts`: positions per sequence as `packing.pack`'s (default: one per response token)."""
     width = max(len(p) + len(r) for p, r in seqs)
     input_ids = torch.zeros((len(seqs), width), dtype=torch.long)
     attn = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -135,8 +136,9 @@ def _padded_hidden(decoder, seqs, device, ctx):
         input_ids[b, : len(ids)] = torch.tensor(ids)
         attn[b, : len(ids)] = 1
         start = len(p) - 1  # hidden state at position t predicts token t+1
-        rows += [b] * len(r)
-        cols += list(range(start, start + len(r)))
+        k = len(r) if counts is None else counts[b]
+        rows += [b] * k
+        cols += list(range(start, start + k))
         targets += list(r)
     with ctx:
         hidden = decoder(input_ids=input_ids.to(device), attention_mask=attn.to(device),
