@@ -35,6 +35,6 @@ rule all:
     default_target: True
     input:
         f"results/{NAME}/metrics.csv",
-        expand("results/{name}/experiments/{experiment}/metrics.csv", name=NAME, experiment=config["experiments"]),
+        expand("results/{name}/experiments/{experiment}/metrics.csv", name=NAME, experiment=PLAN.default_experiments),
         globals().get("REPORT_TARGETS", []),
         globals().get("RETENTION_TARGETS", []),

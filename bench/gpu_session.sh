@@ -62,6 +62,7 @@ M=/tmp/qwen15b-random
 P=32; N=8; R=256; RL=1024; UL=3072; UP=8; SL=3072; B=""
 if [ "${SMOKE:-0}" = 1 ]; then
     P=2; N=4; R=8; RL=8; UL=16; UP=2; SL=32; M=/tmp/smoke-model
+    rm -rf "$M"  # (an older smoke model may have another shape)
     B="--layers 2 --hidden 256 --heads 4 --kv-heads 2 --intermediate 512 --static-cache on --dtype float32"
 fi
 run() {  # run NAME CAP_SECONDS CMD...: time-boxed, output appended to the log
@@ -71,7 +72,11 @@ run() {  # run NAME CAP_SECONDS CMD...: time-boxed, output appended to the log
     timeout "$cap" "$@" >>"$LOG" 2>&1
     say "== $name exit $?"
 }
-run build 90 python3 bench/grpo_step.py $B --build-only "$M"
+if [ -f "$M/config.json" ]; then  # a second call on the same warm machine: the model is there already
+    say "== build: $M exists, reused"
+else
+    run build 90 python3 bench/grpo_step.py $B --build-only "$M"
+fi
 run update 130 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 --response-len $UL \
     --variants ${UPDATE_VARIANTS:-refhead-ckpt:24000,ckpt:24000} --out "$OUT/update.json"
 run update_bf16p 150 python3 bench/grpo_step.py $B --model-dir "$M" --mode update --prompts $UP --n 8 \

@@ -297,8 +297,8 @@ def trl_status(path: str | None) -> dict | str:
 
 
 def _head(ro, k: int, Rollout):
-    """The first k sequences of a Rollout (warm-up batches)."""
-    return Rollout(*[getattr(ro, f)[:k] for f in ro.__dataclass_fields__])
+    """The first k sequences of a Rollout (warm-up batches; no balanced sets)."""
+    return Rollout(*[getattr(ro, f)[:k] for f in ro.__dataclass_fields__ if f != "sets"])
 
 
 def _mem(device: str) -> dict:

@@ -29,7 +29,12 @@ def paper():
 
 
 def test_paper_config_lists_e1_to_e20(paper):
-    assert list(paper.experiments) == [f"E{i}" for i in range(1, 21)]
+    assert list(paper.default_experiments) == [f"E{i}" for i in range(1, 21)]
+    # E12k (the in-reward-KL reading of Table 5's KL-off rows) is planned but optional
+    assert set(paper.experiments) - set(paper.default_experiments) == {"E12k"}
+    klr = from_dict(paper.run(M15, "pi1--t5r3_klr").run_config)
+    assert (klr.kl_coef, klr.kl_in_reward_coef, klr.entropy_coef, klr.weight_decay) == (0.0, 0.001, 0.0, 0.01)
+    assert from_dict(paper.run(M15, "pi1--t5r3").run_config).kl_in_reward_coef == 0.0
     models = {m for m, _ in paper.runs}
     assert models == {M15, "qwen2.5-math-7b", "llama-3.2-3b-instruct", "r1-distill-qwen-1.5b"}
     runs_15 = {r for m, r in paper.runs if m == M15}

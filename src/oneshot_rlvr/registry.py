@@ -72,6 +72,11 @@ class Plan:
     experiments: dict[str, list[tuple[str, str]]]
     pool_size: int
 
+    @property
+    def default_experiments(self) -> dict[str, list[tuple[str, str]]]:
+        """The experiments the default target builds: all but those marked `optional: true`."""
+        return {e: m for e, m in self.experiments.items() if not self.cfg["experiments"][e].get("optional")}
+
     # ---- paths (relative to the Snakemake working directory) ----
     @property
     def results(self) -> str:

@@ -206,7 +206,7 @@ def experiment_targets(experiment):
 
 
 def all_run_targets():
-    members = dict.fromkeys(mr for e in PLAN.experiments.values() for mr in e)
+    members = dict.fromkeys(mr for e in PLAN.default_experiments.values() for mr in e)
     return [t for m, r in members for t in run_targets(m, r)]
 
 
