@@ -1,6 +1,7 @@
 """Helper for test_multirank.py: one GRPO update on a fixed batch, on 1 process or under torchrun.
 
 usage: python multirank_update.py MODEL_DIR PI1_FILE OUT.pt AGG [ZERO_STAGE] [MICRO_BATCH_TOKENS] [SKEW] [LAYOUT] [ADV]
+       [CRITIC_MINI]
 Each rank takes its contiguous share of the prompt rows (whole groups), exactly as the trainer does.
 ZERO_STAGE (2 or 3) runs the update through DeepSpeed (`deepspeed: true`); 0 or absent = plain path.
 SKEW=1 gives prompt rows 2-3 long responses (30-60 tokens), so that with a small token budget the
@@ -10,7 +11,8 @@ count is agreed over ranks) or padded (consecutive padded micro-batches, counted
 gae: PPO — the critic's values, GAE whitened over all ranks, one critic step on the whole batch, then the actor's step
 (the critic's weights and stats are saved too) | kl: GRPO with the in-reward KL (kl_in_reward_coef 0.5, no KL loss,
 the reference's weights scaled by 0.9 so the KL is not 0): advantages after balancing, from every rank's penalised
-scores (`GRPOTrainer.grpo`; a group may then span ranks).
+scores (`GRPOTrainer.grpo`; a group may then span ranks). CRITIC_MINI: sequences per critic optimizer step (default
+16 = the whole batch, one step).
 """
 
 import random
@@ -31,6 +33,7 @@ def main():
     packed = len(sys.argv) <= 8 or sys.argv[8] == "packed"
     mode = sys.argv[9] if len(sys.argv) > 9 else "grpo"
     adv_estimator = "gae" if mode == "gae" else "grpo"
+    critic_mini = int(sys.argv[10]) if len(sys.argv) > 10 else 16
     _init_distributed()
     rank, world = _dist()
     extra = dict(deepspeed=True, zero_stage=stage) if stage else {}
@@ -41,7 +44,7 @@ def main():
                          adam_eps=1e-6,
                          gradient_checkpointing=False, progress=False, tensorboard=False,
                          micro_batch_tokens=budget, sequence_packing=packed, adv_estimator=adv_estimator,
-                         critic_mini_batch_seqs=16, critic_lr=1e-3, critic_micro_batch_tokens=budget,
+                         critic_mini_batch_seqs=critic_mini, critic_lr=1e-3, critic_micro_batch_tokens=budget,
                          **(dict(kl_in_reward_coef=0.5, kl_coef=0.0) if mode == "kl" else {}), **extra))
     t = GRPOTrainer(cfg, "/tmp/unused")
     t.setup()

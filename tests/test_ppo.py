@@ -173,6 +173,25 @@ def test_critic_first_then_actor_with_values_from_before_the_update(tmp_path, ti
     assert stats["optimizer_steps"] == 1 and stats["grad_norm"] > 0
 
 
+def test_critic_mini_batches_take_a_slice_of_every_emulated_gpu(tmp_path, tiny_model_dir, pi1_file, fixed_rollout):
+    """The fork's j-th critic step joined the j-th mini-batch of every GPU's balanced share (each GPU splits its
+    own sequences): with verl02_dp_size 4 and 4 sequences per step, step j takes the j-th sequence of each of the 4
+    balanced sets (micro-batches are formed per set); under token-mean (no GPU emulation), consecutive ones."""
+    from oneshot_rlvr import packing
+
+    t = _trainer(tiny_model_dir, pi1_file, tmp_path, verl02_dp_size=4)
+    ro = fixed_rollout(t)
+    sets = packing.balanced_partitions([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)], 4,
+                                       equal_size=True)
+    got = t.mini_batches(ro, 4)
+    assert [idx for idx, _ in got] == [[s[0] for s in sets], [s[1] for s in sets]]
+    assert all(local == [[0], [1], [2], [3]] for _, local in got)
+    assert sorted(i for idx, _ in got for i in idx) == list(range(8))
+    assert t.mini_batches(ro, 8) == [(list(range(8)), None)]  # one step: the whole batch (the actor's)
+    t.cfg.agg = "token-mean"
+    assert t.mini_batches(ro, 4) == [([0, 1, 2, 3], None), ([4, 5, 6, 7], None)]
+
+
 def test_critic_warmup_holds_the_actor(tmp_path, tiny_model_dir, pi1_file):
     from oneshot_rlvr.trainer import train
 
@@ -220,17 +239,20 @@ def test_ppo_run_extended_equals_one_run(tmp_path, tiny_model_dir, pi1_file, dee
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["0", "2"])
-def test_ppo_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, stage):
+@pytest.mark.parametrize("stage,agg,critic_mini", [("0", "token-mean", "16"), ("2", "token-mean", "16"),
+                                                   ("0", "verl02", "8")])
+def test_ppo_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, stage, agg, critic_mini):
     """Whitening over every rank's tokens and the critic's gradient sum: 2 ranks (gloo; plain or DeepSpeed
-    ZeRO-2) give one process's critic and actor updates (token-mean: invariant to the split)."""
+    ZeRO-2) give one process's critic and actor updates (token-mean: invariant to the split). Under verl02 with
+    two critic steps of 8 sequences, each step's members (the j-th of every emulated GPU's set) and micro-batches
+    are the same on 2 ranks as on one process."""
     import subprocess
     import sys
     from pathlib import Path
 
     script = str(Path(__file__).resolve().parent / "multirank_update.py")
     args = [str(tiny_model_dir), str(pi1_file)]
-    tail = ["token-mean", stage, "24000", "0", "packed", "gae"]
+    tail = [agg, stage, "24000", "0", "packed", "gae", critic_mini]
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     r1 = subprocess.run([sys.executable, script, *args, str(one), *tail], capture_output=True, text=True, timeout=600)
     assert r1.returncode == 0, r1.stderr[-3000:]
@@ -247,6 +269,7 @@ def test_ppo_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, stage):
                 "critic/grad_norm"):
         assert a["critic"]["stats"][key] == pytest.approx(b["critic"]["stats"][key], rel=1e-5, abs=1e-6), key
     assert a["critic"]["stats"]["critic/grad_norm"] > 0 and a["stats"]["grad_norm"] > 0
+    assert a["critic"]["stats"]["critic/optimizer_steps"] == b["critic"]["stats"]["critic/optimizer_steps"] == 16 // int(critic_mini)
     for part in (a["critic"]["params"], a["params"]):
         other = b["critic"]["params"] if part is a["critic"]["params"] else b["params"]
         assert max((part[k] - other[k]).abs().max().item() for k in part) <= 1e-5

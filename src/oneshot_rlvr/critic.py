@@ -8,9 +8,8 @@ GRPO script with a critic and the yaml's defaults):
   grad clip 1.0; token-budget micro-batches of `critic_micro_batch_tokens` (32,768);
 - the critic's mini-batch is its `ppo_mini_batch_size` of 128 taken as SEQUENCES (the fork multiplies the
   actor's by n, not the critic's): 1,024 / 128 = 8 critic optimizer steps per rollout step
-  (`critic_mini_batch_seqs`). Which sequences share a critic mini-batch differs: the fork's j-th step took
-  the j-th 16 of each GPU's balanced 128, ours takes consecutive sequences of the rollout (16 prompt rows
-  × 8), split over the emulated GPUs as the actor's (`verl02_dp_size`);
+  (`critic_mini_batch_seqs`). The j-th step takes the j-th 16 of each emulated GPU's balanced 128, as the
+  fork's (`GRPOTrainer.mini_batches`; under `agg` other than verl02: consecutive sequences);
 - value positions (verl's `values[:, -L-1:-1]` times the attention mask shifted by one): a response of T
   tokens gets min(T + 1, max_response_length) values — V_t of the state before response token t
   (t < T) and V_T of the state after its last token, which verl keeps, bootstraps from in GAE and trains

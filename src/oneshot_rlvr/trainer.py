@@ -642,6 +642,32 @@ class GRPOTrainer:
                       "critic/optimizer_steps": len(norms)})
         return stats
 
+    def mini_batches(self, ro: Rollout, mini: int) -> list[tuple[list[int], list[list[int]] | None]]:
+        """This rank's optimizer-step batches of `mini` sequences: (sequence indices, their emulated GPUs' sets as
+        positions in that list, or None) each. One batch: the whole share (the paper's actor). Several (PPO's
+        critic, or ppo_mini_batch_size): where `agg: verl02` emulates the fork's GPUs, batch j is the j-th slice
+        of every GPU's balanced set, as each of the fork's GPUs split its own share into mini-batches and the
+        optimizer step joined them; otherwise consecutive sequences."""
+        cfg, world = self.cfg, _dist()[1]
+        n = len(ro.response_ids)
+        if mini >= n:
+            return [(list(range(n)), ro.sets)]
+        sets = ro.sets
+        dp = cfg.verl02_dp_size
+        if sets is None and cfg.agg == "verl02" and cfg.sequence_packing and dp:
+            local = dp // world
+            if local == 1:
+                sets = [list(range(n))]
+            elif n % local == 0:
+                sets = packing.balanced_partitions([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)],
+                                                   local, equal_size=True)
+        if (sets is not None and mini % len(sets) == 0 and len({len(s) for s in sets}) == 1
+                and len(sets[0]) % (mini // len(sets)) == 0):
+            k = mini // len(sets)
+            return [([i for s in sets for i in s[j:j + k]], [list(range(g * k, (g + 1) * k)) for g in range(len(sets))])
+                    for j in range(0, len(sets[0]), k)]
+        return [(list(range(m0, min(m0 + mini, n))), None) for m0 in range(0, n, mini)]
+
     def _optimize(self, step: int, learner: Learner, ro: Rollout, tokens: list[int], budget: int, micro_loss,
                   terms: tuple[str, ...], n_checked: int, what: str = "",
                   mini_seqs: int | None = None) -> tuple[dict, list[float]]:
@@ -653,13 +679,12 @@ class GRPOTrainer:
         The first `n_checked` terms must be finite on every rank before the step. Returns the
         per-step means of the terms (summed over micro-batches by weight) and the gradient norms."""
         cfg = self.cfg
-        n_seq = len(ro.response_ids)
         mini = -(-(mini_seqs or cfg.mini_batch_prompts * cfg.n) // _dist()[1])  # this rank's share
+        batches = self.mini_batches(ro, mini)
         totals = torch.zeros(len(terms), dtype=torch.float64)
         norms: list[float] = []
         for _epoch in range(cfg.ppo_epochs):
-            for m0 in range(0, n_seq, mini):
-                idx = list(range(m0, min(m0 + mini, n_seq)))
+            for idx, sets in batches:
                 # denominators over every rank's share of the mini-batch: the summed gradient then equals
                 # the single-process one
                 mb_tokens = _all_sum(sum(tokens[i] for i in idx))
@@ -667,7 +692,7 @@ class GRPOTrainer:
                 learner.zero_grad()
                 rows, ws = [], []  # per micro-batch: loss terms (on the device) and weights
                 plan: list = self._update_plan([len(ro.prompt_ids[i]) + len(ro.response_ids[i]) for i in idx], budget,
-                                               ro.sets if len(idx) == n_seq else None)
+                                               sets)
                 if learner.ds is not None:
                     # ZeRO reduces gradients inside every backward (a collective): every rank runs the same
                     # number of backward passes; a rank with fewer micro-batches adds zero-weight repeats
