@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -29,7 +30,6 @@ import random
 import shutil
 import time
 import warnings
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
