@@ -65,6 +65,43 @@ def test_train_three_steps_writes_every_output(tmp_path, tiny_model_dir, pi1_fil
     assert res2.returncode == 0 and (out / "metrics.jsonl").read_text() == before
 
 
+def test_recomputed_old_logprobs_give_the_shortcuts_update(tmp_path, tiny_model_dir, pi1_file):
+    """`recompute_old_logprobs: true` (the fork's separate old-log-prob pass) hands the update real old log-probs;
+    in fp32 the ratio is then 1 to rounding, so the step equals the on-policy shortcut's (ratio exactly 1)."""
+    from safetensors.torch import load_file
+
+    from oneshot_rlvr.trainer import GRPOTrainer
+
+    seen = []
+
+    class Spy(GRPOTrainer):
+        def update(self, step, ro, advantages, ref_lp, old_lp):
+            seen.append(old_lp is not None)
+            return super().update(step, ro, advantages, ref_lp, old_lp)
+
+    out = {}
+    for flag in (False, True):
+        cfg = from_dict({"model": str(tiny_model_dir), "train_file": str(pi1_file), "train_batch_size": 2, "n": 4,
+                         "max_response_length": 16, "engine": "hf", "total_steps": 1, "save_freq": 1, "lr": 1e-3,
+                         "lr_schedule": "hf", "temperature": 1.0, "progress": False, "tensorboard": False,
+                         "recompute_old_logprobs": flag})
+        Spy(cfg, tmp_path / str(flag), reward_fn=_parity_reward).train()
+        rec = json.loads((tmp_path / str(flag) / "metrics.jsonl").read_text())
+        out[flag] = (rec, load_file(str(tmp_path / str(flag) / "checkpoints" / "step_1" / "model.safetensors")))
+    assert seen == [False, True]
+    (a, wa), (b, wb) = out[False], out[True]
+    assert a["grad_norm"] > 0 and b["pg_clipfrac"] == 0.0
+    assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
+
+
+def _parity_reward(prompts, responses, gts, response_ids=None):
+    from oneshot_rlvr.rewards import RewardBatch
+
+    scores = [float(ids[0] % 2 == 0) for ids in response_ids]
+    return RewardBatch(scores=scores, correct=[s > 0 for s in scores], boxed=[False] * len(scores))
+
+
 def test_unknown_key_is_named():
     with pytest.raises(ConfigError, match="unknown config key 'entropy_coeff'.*entropy_coef"):
         from_dict({"entropy_coeff": 0.0})

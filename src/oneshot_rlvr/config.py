@@ -99,6 +99,10 @@ class RunConfig:
     # the real world size (no emulation)
     verl02_dp_size: int | None = 8
     ppo_epochs: int = 1
+    # one epoch of one mini-batch is on-policy: false = the ratio is exactly 1 (the update detaches its own
+    # log-probs; no extra pass) | true = the fork's separate no-grad old-log-prob pass (ratio 1 up to rounding,
+    # which bf16 makes ~1e-3; one more forward per step). Same gradient in exact arithmetic
+    recompute_old_logprobs: bool = False
     # --- PPO critic (adv_estimator: gae; the fork's yaml defaults, see critic.py) -----------------
     gamma: float = 1.0
     lam: float = 1.0

@@ -990,8 +990,9 @@ class GRPOTrainer:
                 ro, adv = self.balance(ro, adv)  # (several ranks: verl's _balance_batch)
                 t = time.perf_counter()
                 ref_lp = self._logprobs(self.ref_model, ro, False)[0] if self.ref_model is not None else None
-                multi = cfg.ppo_epochs > 1 or cfg.mini_batch_prompts < cfg.train_batch_size
-                # (one PPO epoch of one mini-batch is on-policy: the update takes its own detached log-probs)
+                # the update's old log-probs: needed off-policy (several epochs or mini-batches) or when asked for;
+                # on-policy the update takes its own detached log-probs (recompute_old_logprobs: false)
+                multi = cfg.ppo_epochs > 1 or cfg.mini_batch_prompts < cfg.train_batch_size or cfg.recompute_old_logprobs
                 old_lp = self._logprobs(self.model, ro, False)[0] if multi or self.kl_ctrl is not None else None
                 t_lp = time.perf_counter() - t
                 penalty = None
