@@ -84,8 +84,8 @@ def main():
     kl_stats = {}
     if mode == "kl":  # the trainer's order: balance, log-probs, penalty, then GRPO over every rank's scores
         old = t._logprobs(t.model, ro, False)[0]
-        penalty, kl_stats = t.kl_in_reward(ro, old, ref)
-        adv_grpo = t.grpo(ro, ro.scores - torch.stack([p.sum() for p in penalty]))
+        _, seq_rewards, kl_stats = t.kl_in_reward(ro, old, ref)
+        adv_grpo = t.grpo(ro, seq_rewards)
     stats = t.update(1, ro, adv if adv_estimator == "gae" else adv_grpo, ref, None)
     stats.update(kl_stats)
     if stage:

@@ -292,7 +292,7 @@ class GRPOTrainer:
     def setup(self) -> None:
         cfg = self.cfg
         world = _dist()[1]
-        if cfg.agg == "verl02" and cfg.sequence_packing and cfg.verl02_dp_size and cfg.verl02_dp_size % world:
+        if self._emulated_dp() and cfg.verl02_dp_size % world:
             raise ConfigError(f"config key 'verl02_dp_size': {cfg.verl02_dp_size} is not a multiple of the {world} "
                               "ranks (each rank reproduces verl02_dp_size / ranks of the fork's GPUs); use a multiple, "
                               "or null")
@@ -447,6 +447,30 @@ class GRPOTrainer:
             return packing.plan(lens, budget, _all_max(packing.n_micro_batches(lens, budget)))
         return micro_batches(lens, budget)
 
+    def _emulated_dp(self) -> int | None:
+        """The fork's GPU count that `agg: verl02` with packed micro-batches reproduces (`verl02_dp_size`), or None
+        where nothing depends on which sequences each GPU held."""
+        cfg = self.cfg
+        return cfg.verl02_dp_size if cfg.agg == "verl02" and cfg.sequence_packing else None
+
+    def _gpu_sets(self, lens: list[int]) -> list[list[int]] | None:
+        """This rank's sequences (of `lens` tokens) as the fork's emulated GPUs held them: verl02_dp_size / ranks
+        equal-count sets balanced by tokens (verl's _balance_batch), the whole share when each rank is one GPU.
+        None: no emulation, or a share that does not split into equal sets (warned once)."""
+        dp = self._emulated_dp()
+        if not dp:
+            return None
+        local = dp // _dist()[1]  # (dp is a multiple of the ranks: checked in setup)
+        if local == 1:
+            return [list(range(len(lens)))]
+        if len(lens) < local or len(lens) % local:
+            if not getattr(self, "_warned_dp", False):
+                self._warned_dp = True
+                warnings.warn(f"verl02_dp_size {dp}: {len(lens)} sequences per rank do not split into {local} "
+                              "equal sets; micro-batches are formed over the rank's whole share", stacklevel=2)
+            return None
+        return packing.balanced_partitions(lens, local, equal_size=True)
+
     def _update_plan(self, lens: list[int], budget: int | None = None,
                      sets: list[list[int]] | None = None) -> list[list[int]]:
         """The update's micro-batches. Under `agg: verl02` the loss depends on which sequences share a
@@ -454,22 +478,13 @@ class GRPOTrainer:
         equal-count balanced sets. `verl02_dp_size` reproduces that: on several ranks `balance` hands each rank
         its sets (`sets`, positions in `lens`); on one process its sequences are split into verl02_dp_size sets
         here. Each set gets its own micro-batches (the count agreed over every set of every rank)."""
-        cfg, world = self.cfg, _dist()[1]
-        dp = cfg.verl02_dp_size
-        budget = budget or cfg.micro_batch_tokens
-        if not (cfg.sequence_packing and cfg.agg == "verl02" and dp):
+        budget = budget or self.cfg.micro_batch_tokens
+        if not self._emulated_dp():
             return self._plan(lens, budget)
         if sets is None:
-            if dp == world:  # each rank is one of the fork's GPUs
+            sets = self._gpu_sets(lens)
+            if sets is None:
                 return self._plan(lens, budget)
-            local = dp // world
-            if len(lens) < local or len(lens) % local:
-                if not getattr(self, "_warned_dp", False):
-                    self._warned_dp = True
-                    warnings.warn(f"verl02_dp_size {dp}: {len(lens)} sequences per rank do not split into {local} "
-                                  "equal sets; micro-batches are formed over the rank's whole share", stacklevel=2)
-                return self._plan(lens, budget)
-            sets = packing.balanced_partitions(lens, local, equal_size=True)
         k = _all_max(max(packing.n_micro_batches([lens[i] for i in s], budget) for s in sets))
         return [[s[j] for j in mb] for s in sets for mb in packing.plan([lens[i] for i in s], budget, k)]
 
@@ -483,9 +498,7 @@ class GRPOTrainer:
         rank, world = _dist()
         if world == 1:
             return ro, adv
-        cfg = self.cfg
-        emulate = cfg.agg == "verl02" and cfg.sequence_packing and cfg.verl02_dp_size
-        n_sets = cfg.verl02_dp_size if emulate else world  # (a multiple of world: checked in setup)
+        n_sets = self._emulated_dp() or world  # (a multiple of world: checked in setup)
         all_lens = _all_gather_list([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
         counts = _all_gather_list([int(ro.group_ids.max()) + 1 if len(ro.group_ids) else 0])
         g0 = sum(counts[:rank])  # group ids made unique over ranks
@@ -564,10 +577,11 @@ class GRPOTrainer:
         return stats
 
     def kl_in_reward(self, ro: Rollout, old_lp: list[torch.Tensor],
-                     ref_lp: list[torch.Tensor]) -> tuple[list[torch.Tensor], dict]:
+                     ref_lp: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, dict]:
         """verl's apply_kl_penalty: each response token's reward loses beta·KL(old policy ‖ reference). Returns
-        the per-token penalties (beta·KL, one tensor per sequence) and verl's critic/kl, critic/kl_coeff; then
-        the controller takes the step's mean per-sequence KL (over every rank's sequences)."""
+        the per-token penalties (beta·KL, one tensor per sequence), each sequence's penalised reward (score − its
+        penalties' sum: what GRPO normalises) and verl's critic/kl, critic/kl_coeff, critic/rewards/mean; then the
+        controller takes the step's mean per-sequence KL (over every rank's sequences)."""
         lens = [len(r) for r in ro.response_ids]
         old, mask = pad_flat(torch.cat(old_lp).float().cpu(), lens)
         ref, _ = pad_flat(torch.cat(ref_lp).float().cpu(), lens)
@@ -576,7 +590,11 @@ class GRPOTrainer:
         n_seqs = _all_sum(float(len(lens)))
         current = _all_sum(float(per_seq.sum())) / n_seqs
         self.kl_ctrl.update(current, int(n_seqs))
-        return [beta * kld[i, :n] for i, n in enumerate(lens)], {"critic/kl": current, "critic/kl_coeff": beta}
+        penalty = [beta * kld[i, :n] for i, n in enumerate(lens)]
+        rewards = ro.scores - torch.stack([p.sum() for p in penalty])
+        stats = {"critic/kl": current, "critic/kl_coeff": beta,
+                 "critic/rewards/mean": float(np.mean(_all_gather_list(rewards.tolist())))}
+        return penalty, rewards, stats
 
     def grpo(self, ro: Rollout, scores: torch.Tensor) -> torch.Tensor:
         """GRPO advantages of this rank's sequences from per-sequence scores. After `balance` a group may span
@@ -648,19 +666,12 @@ class GRPOTrainer:
         critic, or ppo_mini_batch_size): where `agg: verl02` emulates the fork's GPUs, batch j is the j-th slice
         of every GPU's balanced set, as each of the fork's GPUs split its own share into mini-batches and the
         optimizer step joined them; otherwise consecutive sequences."""
-        cfg, world = self.cfg, _dist()[1]
         n = len(ro.response_ids)
         if mini >= n:
             return [(list(range(n)), ro.sets)]
         sets = ro.sets
-        dp = cfg.verl02_dp_size
-        if sets is None and cfg.agg == "verl02" and cfg.sequence_packing and dp:
-            local = dp // world
-            if local == 1:
-                sets = [list(range(n))]
-            elif n % local == 0:
-                sets = packing.balanced_partitions([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)],
-                                                   local, equal_size=True)
+        if sets is None:
+            sets = self._gpu_sets([len(p) + len(r) for p, r in zip(ro.prompt_ids, ro.response_ids)])
         if (sets is not None and mini % len(sets) == 0 and len({len(s) for s in sets}) == 1
                 and len(sets[0]) % (mini // len(sets)) == 0):
             k = mini // len(sets)
@@ -997,10 +1008,8 @@ class GRPOTrainer:
                 t_lp = time.perf_counter() - t
                 penalty = None
                 if self.kl_ctrl is not None:  # verl's apply_kl_penalty, before the advantages
-                    penalty, kl_stats = self.kl_in_reward(ro, old_lp, ref_lp)
+                    penalty, seq_rewards, kl_stats = self.kl_in_reward(ro, old_lp, ref_lp)
                     crit.update(kl_stats)
-                    crit["critic/rewards/mean"] = float(np.mean(_all_gather_list(
-                        (ro.scores - torch.stack([p.sum() for p in penalty])).tolist())))
                 if self.critic is not None:  # PPO: values before any update, then GAE
                     t = time.perf_counter()
                     values = self.critic.values(list(zip(ro.prompt_ids, ro.response_ids)), self._plan(
@@ -1009,7 +1018,7 @@ class GRPOTrainer:
                     crit.update(gae_stats)
                     crit["time/values"] = time.perf_counter() - t
                 elif penalty is not None:  # GRPO over the penalised sequence rewards (verl sums token rewards)
-                    adv = self.grpo(ro, ro.scores - torch.stack([p.sum() for p in penalty]))
+                    adv = self.grpo(ro, seq_rewards)
                 if self.critic is not None:  # the critic first (verl), on the values it had before
                     t = time.perf_counter()
                     crit.update(self.update_critic(step, ro, values, returns))

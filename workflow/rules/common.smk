@@ -205,9 +205,12 @@ def experiment_targets(experiment):
     return [t for m, r in PLAN.experiments[experiment] for t in run_targets(m, r)]
 
 
+# (model, run) of every experiment the default target builds (optional experiments left out), in order
+DEFAULT_RUNS = dict.fromkeys(mr for e in PLAN.default_experiments.values() for mr in e)
+
+
 def all_run_targets():
-    members = dict.fromkeys(mr for e in PLAN.default_experiments.values() for mr in e)
-    return [t for m, r in members for t in run_targets(m, r)]
+    return [t for m, r in DEFAULT_RUNS for t in run_targets(m, r)]
 
 
 def experiment_runs_arg(wildcards):

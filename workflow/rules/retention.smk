@@ -49,5 +49,5 @@ rule prune:
 RETENTION_TARGETS = [
     f"{PLAN.run_dir(m, r)}/retention.json"
     for (m, r), p in RETENTION_POLICY.items()
-    if (p != "all" or KEEP_OPTIMIZER != "last") and any((m, r) in e for e in PLAN.default_experiments.values())
+    if (p != "all" or KEEP_OPTIMIZER != "last") and (m, r) in DEFAULT_RUNS
 ]
