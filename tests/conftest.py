@@ -60,3 +60,33 @@ def one_update():
         return trainer.update(1, ro, algos.grpo_advantages(ro.scores, ro.group_ids), ref, None)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def multirank_update():
+    """`run(out_dir, model_dir, pi1_file, *args)`: tests/multirank_update.py (one update on a fixed batch; its
+    docstring lists `args`) on one process and under torchrun with 2 ranks (gloo, a free port); returns the two
+    saved results (one process's, two ranks')."""
+    import socket
+    import subprocess
+    import sys
+
+    import torch
+
+    script = str(REPO / "tests" / "multirank_update.py")
+
+    def run(out_dir, model_dir, pi1_file, *args):
+        one, two = Path(out_dir) / "one.pt", Path(out_dir) / "two.pt"
+        head = [str(model_dir), str(pi1_file)]
+        r1 = subprocess.run([sys.executable, script, *head, str(one), *args], capture_output=True, text=True,
+                            timeout=600)
+        assert r1.returncode == 0, r1.stderr[-3000:]
+        with socket.socket() as sock:  # a free port (a fixed one can still be held by an earlier test's store)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                             str(port), script, *head, str(two), *args], capture_output=True, text=True, timeout=600)
+        assert r2.returncode == 0, r2.stderr[-3000:]
+        return torch.load(one), torch.load(two)
+
+    return run

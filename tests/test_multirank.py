@@ -1,27 +1,12 @@
 """The multi-rank path (torchrun, gloo on CPU) gives the same update as one process on the same batch."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import torch
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("agg", ["token-mean", "verl02"])
-def test_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, agg):
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    script = str(HERE / "multirank_update.py")
-    args = [str(tiny_model_dir), str(pi1_file)]
-    r1 = subprocess.run([sys.executable, script, *args, str(one), agg], capture_output=True, text=True)
-    assert r1.returncode == 0, r1.stderr[-3000:]
-    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                         script, *args, str(two), agg], capture_output=True, text=True)
-    assert r2.returncode == 0, r2.stderr[-3000:]
-    a, b = torch.load(one), torch.load(two)
+def test_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, agg, multirank_update):
+    a, b = multirank_update(tmp_path, tiny_model_dir, pi1_file, agg)
     diff = max((a["params"][k] - b["params"][k]).abs().max().item() for k in a["params"])
     print(agg, "max |w_1rank - w_2rank| =", diff, "grad_norm", a["stats"]["grad_norm"], b["stats"]["grad_norm"])
     assert a["stats"]["grad_norm"] > 0
@@ -35,24 +20,10 @@ def test_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, agg):
 
 
 @pytest.mark.slow
-def test_in_reward_kl_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file):
+def test_in_reward_kl_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, multirank_update):
     """GRPO with the in-reward KL normalises after balancing, when a group may span ranks: the ranks' penalised
     scores are gathered (`GRPOTrainer.grpo`), so 2 ranks give one process's KL, advantages and update."""
-    import socket
-
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    script = str(HERE / "multirank_update.py")
-    args = [str(tiny_model_dir), str(pi1_file)]
-    tail = ["token-mean", "0", "24000", "0", "packed", "kl"]
-    r1 = subprocess.run([sys.executable, script, *args, str(one), *tail], capture_output=True, text=True, timeout=600)
-    assert r1.returncode == 0, r1.stderr[-3000:]
-    with socket.socket() as sock:  # a free port
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                         str(port), script, *args, str(two), *tail], capture_output=True, text=True, timeout=600)
-    assert r2.returncode == 0, r2.stderr[-3000:]
-    a, b = torch.load(one), torch.load(two)
+    a, b = multirank_update(tmp_path, tiny_model_dir, pi1_file, "token-mean", "0", "24000", "0", "packed", "kl")
     assert abs(a["stats"]["critic/kl"]) > 1e-4  # the reference differs: the penalty is not 0
     assert a["stats"]["critic/kl"] == pytest.approx(b["stats"]["critic/kl"], rel=1e-5)
     diff = max((a["params"][k] - b["params"][k]).abs().max().item() for k in a["params"])

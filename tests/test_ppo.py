@@ -241,30 +241,12 @@ def test_ppo_run_extended_equals_one_run(tmp_path, tiny_model_dir, pi1_file, dee
 @pytest.mark.slow
 @pytest.mark.parametrize("stage,agg,critic_mini", [("0", "token-mean", "16"), ("2", "token-mean", "16"),
                                                    ("0", "verl02", "8")])
-def test_ppo_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, stage, agg, critic_mini):
+def test_ppo_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, stage, agg, critic_mini, multirank_update):
     """Whitening over every rank's tokens and the critic's gradient sum: 2 ranks (gloo; plain or DeepSpeed
     ZeRO-2) give one process's critic and actor updates (token-mean: invariant to the split). Under verl02 with
     two critic steps of 8 sequences, each step's members (the j-th of every emulated GPU's set) and micro-batches
     are the same on 2 ranks as on one process."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = str(Path(__file__).resolve().parent / "multirank_update.py")
-    args = [str(tiny_model_dir), str(pi1_file)]
-    tail = [agg, stage, "24000", "0", "packed", "gae", critic_mini]
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    r1 = subprocess.run([sys.executable, script, *args, str(one), *tail], capture_output=True, text=True, timeout=600)
-    assert r1.returncode == 0, r1.stderr[-3000:]
-    import socket
-
-    with socket.socket() as sock:  # a free port (a fixed one can still be held by an earlier test's store)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                         str(port), script, *args, str(two), *tail], capture_output=True, text=True, timeout=600)
-    assert r2.returncode == 0, r2.stderr[-3000:]
-    a, b = torch.load(one), torch.load(two)
+    a, b = multirank_update(tmp_path, tiny_model_dir, pi1_file, agg, stage, "24000", "0", "packed", "gae", critic_mini)
     for key in ("critic/advantages/max", "critic/values/mean", "critic/vf_explained_var", "critic/vf_loss",
                 "critic/grad_norm"):
         assert a["critic"]["stats"][key] == pytest.approx(b["critic"]["stats"][key], rel=1e-5, abs=1e-6), key

@@ -109,12 +109,17 @@ def test_paper_plan_lists_every_run_and_evaluation(workdir):
     assert any("--protocol rllm" in rest for m, rest in calls)
 
 
-def test_table5_target_plans_only_that_ablation(workdir):
-    r = snakemake(workdir, "-n", "results/paper/experiments/E12/metrics.csv")
+def plan_experiment(workdir, experiment):
+    """`snakemake -n` of one experiment's target: (its output, jobs per rule, the run ids it trains)."""
+    r = snakemake(workdir, "-n", f"results/paper/experiments/{experiment}/metrics.csv")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
-    stats = job_stats(out)
     runs = {run for m, run in planned(out, r"results/paper/runs/([^/\s]+)/([^/\s]+)/train/done\.json")}
+    return out, job_stats(out), runs
+
+
+def test_table5_target_plans_only_that_ablation(workdir):
+    out, stats, runs = plan_experiment(workdir, "E12")
     e12 = {"pi1", "pi1--noent"} | {f"pi1--t5r{i}" for i in (1, 2, 3, 6, 7, 8, 9, 10)}  # row 4 = noent
     assert runs == e12
     assert planned(out, r"results/paper/runs/([^/\s]+)/[^/\s]+/") == {M15}
@@ -125,11 +130,7 @@ def test_table5_target_plans_only_that_ablation(workdir):
 
 
 def test_optional_experiment_is_built_when_asked_for(workdir):
-    r = snakemake(workdir, "-n", "results/paper/experiments/E12k/metrics.csv")
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-3000:]
-    stats = job_stats(out)
-    runs = {run for m, run in planned(out, r"results/paper/runs/([^/\s]+)/([^/\s]+)/train/done\.json")}
+    _, stats, runs = plan_experiment(workdir, "E12k")
     assert runs == {"pi1--t5r2_klr", "pi1--t5r3_klr", "pi1--t5r7_klr"}
     assert stats["train"] == 3 and stats["collect_experiment"] == 1 and "collect" not in stats
 
