@@ -152,6 +152,9 @@ def test_module_level_api():
 # ----------------------------------------------------------------------------- security
 
 
+_DIGITS_TO_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 def _injection_payloads(marker: Path) -> list[str]:
     cmd = f"touch {marker}"
     return [
@@ -168,7 +171,9 @@ def _injection_payloads(marker: Path) -> list[str]:
 
 @pytest.mark.parametrize("grader", GRADERS)
 def test_planted_code_is_never_executed(pool, grader, tmp_path):
-    marker = Path("/tmp") / f"pwned_{uuid.uuid4().hex}"
+    # Letters only: with digits in the name, the qwen grader's last-number fallback reads e.g. "..._3f5" as the
+    # answer 5 -- a correct reading of the text that made this test fail at random (1 in ~20 runs).
+    marker = Path("/tmp") / f"pwned_{uuid.uuid4().hex.translate(_DIGITS_TO_LETTERS)}"
     responses, golds = [], []
     for payload in _injection_payloads(marker):
         for response in (f"so $\\boxed{{{payload}}}$", f"The answer is {payload}", payload,
@@ -222,3 +227,9 @@ def test_no_eval_paths_in_grading_source():
                 if bad:
                     hits.append(f"{f.name}:{node.lineno}:{name}")
     assert hits == []
+
+
+def test_qwen_fallback_reads_the_last_number_of_unboxed_text(pool):
+    # Why the planted-code test's marker has no digits: a payload ending in "...abc5')" is answer 5 for qwen.
+    res = pool.grade_many_detailed(["open('/tmp/pwned_abc5', 'w')", "open('/tmp/pwned_abc', 'w')"], ["5", "5"], "qwen")
+    assert [r.correct for r in res] == [True, False]
