@@ -36,11 +36,13 @@ Writes bench/results/<card>/grpo_step_<shape>.json.
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -397,6 +399,7 @@ def main(argv=None) -> dict:
         return {}
     engine = args.engine if args.engine != "auto" else ("vllm" if device == "cuda" else "hf")
     work = Path(tempfile.mkdtemp(prefix="grpo_step_"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # the built model + run dir: ~160 MB even at toy size
     t = time.perf_counter()
     model_dir = Path(args.model_dir) if args.model_dir else build_model_dir(args, work / "model")
     build_s = time.perf_counter() - t

@@ -6,6 +6,7 @@ ran and reported a positive time."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,12 @@ pytestmark = pytest.mark.slow
 
 def _bench(tmp_path, *args):
     out = tmp_path / "out.json"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     r = subprocess.run([sys.executable, str(REPO / "bench" / "grpo_step.py"), *TINY, *args, "--out", str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp)})
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert not [p.name for p in tmp.glob("grpo_step_*")], "the bench left its work dir (model + run) behind"
     return json.loads(out.read_text())
 
 
