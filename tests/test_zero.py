@@ -19,6 +19,7 @@ the sharp check (rel. 1e-5).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -135,8 +136,13 @@ def _train(cfg_path: Path, out: Path, *sets: str):
     cmd = [sys.executable, "-m", "oneshot_rlvr.cli", "train", "--config", str(cfg_path), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    tmp = out.parent / f"tmp_{out.name}"
+    tmp.mkdir(exist_ok=True)
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "TMPDIR": str(tmp)})
     assert r.returncode == 0, r.stderr[-3000:]
+    # the one-process rendezvous file (zero.init_distributed) goes with the process
+    assert not list(tmp.glob("rlvr-pg-*")), "a training left its process-group store dir in TMPDIR"
 
 
 def _metrics(out: Path) -> list[dict]:

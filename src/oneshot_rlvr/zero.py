@@ -79,9 +79,13 @@ def init_distributed() -> None:
         if os.environ["WORLD_SIZE"] == "1" and "MASTER_PORT" not in os.environ:
             # a file rendezvous: a probed free TCP port can be taken again before the store listens on it
             # (EADDRINUSE seen on CPU test runs); DeepSpeed then reuses this group
+            import atexit
+            import shutil
             import tempfile
 
-            path = os.path.join(tempfile.mkdtemp(prefix="rlvr-pg-"), "store")
+            store_dir = tempfile.mkdtemp(prefix="rlvr-pg-")
+            atexit.register(shutil.rmtree, store_dir, ignore_errors=True)
+            path = os.path.join(store_dir, "store")
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
                                                  init_method=f"file://{path}", rank=0, world_size=1)
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
