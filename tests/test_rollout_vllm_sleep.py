@@ -76,3 +76,19 @@ def test_identical_prompts_get_independent_samples(tiny_model_dir):
     assert all(c.text == "" for group in outs for c in group)  # detokenize off: token ids only
     again = engine.generate([prompt] * 4, SamplingConfig(n=4, temperature=1.0, max_tokens=8, seed=7))
     assert [tuple(c.token_ids) for g in again for c in g] == seqs  # still reproducible from the seed
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_seeded_sampling_survives_prompts_beyond_one_steps_token_budget(tiny_model_dir):
+    """More prompt tokens than vLLM schedules in one step (4,096 on CPU): with chunked prefill a request's
+    prefill is split and its sampled token discarded, and vLLM rewinds the request's seeded generator by an
+    offset only CUDA generators have -- on CPU every seeded request then crashed the engine ("CPU Generator
+    does not use offset"; `rlvr evaluate` with an avg@8 benchmark did). The CPU engine schedules whole prompts."""
+    engine = VLLMEngine(str(tiny_model_dir), dtype="float32", seed=0, max_model_len=512)
+    prompts = [[151644, 872, 198] + [100 + i] * 120 for i in range(48)]  # 48 × 2 samples × 123 tokens ≈ 11.8k
+    sampling = SamplingConfig(n=2, temperature=1.0, max_tokens=2, min_tokens=2, seed=3, detokenize=False)
+    first = [tuple(c.token_ids) for g in engine.generate(prompts, sampling) for c in g]
+    again = [tuple(c.token_ids) for g in engine.generate(prompts, sampling) for c in g]
+    assert len(first) == 96 and all(len(s) == 2 for s in first)
+    assert again == first

@@ -227,6 +227,10 @@ class VLLMEngine:
             kwargs["enable_sleep_mode"] = True
         if not cuda:
             kwargs["distributed_executor_backend"] = "uni"
+            # a chunked prefill discards its sampled token and rewinds the request's seeded generator by an
+            # offset, which CPU generators lack: every seeded request crashed once a step's prompts exceeded the
+            # token budget (vLLM 0.32). Whole prompts per step avoid the rewind; CUDA keeps chunking
+            kwargs["enable_chunked_prefill"] = False
         elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # one vLLM replica per torchrun rank (TP=1): vLLM joins the ranks' launcher instead of spawning
             kwargs["distributed_executor_backend"] = "external_launcher"
