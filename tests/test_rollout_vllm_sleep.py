@@ -92,3 +92,27 @@ def test_seeded_sampling_survives_prompts_beyond_one_steps_token_budget(tiny_mod
     again = [tuple(c.token_ids) for g in engine.generate(prompts, sampling) for c in g]
     assert len(first) == 96 and all(len(s) == 2 for s in first)
     assert again == first
+
+
+def test_cpu_engine_settings_reach_vllm(monkeypatch):
+    """What VLLMEngine hands vLLM on CPU: whole prompts per step (see the test above), and each torchrun rank
+    on a node its share of the memory fraction (vLLM-CPU sizes the KV cache from it; 2 ranks at 0.7 OOM)."""
+    import vllm
+
+    seen = {}
+
+    class Capture:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setattr(vllm, "LLM", Capture)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    VLLMEngine("unused", gpu_memory_utilization=0.7)
+    assert seen["enable_chunked_prefill"] is False and seen["gpu_memory_utilization"] == pytest.approx(0.35)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    VLLMEngine("unused", gpu_memory_utilization=0.7)
+    assert seen["gpu_memory_utilization"] == pytest.approx(0.7)

@@ -231,6 +231,9 @@ class VLLMEngine:
             # offset, which CPU generators lack: every seeded request crashed once a step's prompts exceeded the
             # token budget (vLLM 0.32). Whole prompts per step avoid the rewind; CUDA keeps chunking
             kwargs["enable_chunked_prefill"] = False
+            # on CPU vLLM sizes its KV cache as this fraction of the node's memory (unless VLLM_CPU_KVCACHE_SPACE
+            # is set): torchrun's ranks share one node, so each takes its share (2 ranks at 0.7 were OOM-killed)
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization / int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # one vLLM replica per torchrun rank (TP=1): vLLM joins the ranks' launcher instead of spawning
             kwargs["distributed_executor_backend"] = "external_launcher"
