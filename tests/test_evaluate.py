@@ -316,6 +316,24 @@ def test_cli_unknown_grader(tmp_path, capsys):
     assert "'exact'" in capsys.readouterr().err
 
 
+def test_cli_several_greedy_samples_fail_before_loading(tmp_path, capsys):
+    """Greedy decoding with k > 1 is k identical answers; vLLM refused it mid-run with a bare traceback."""
+    model = _fake_model_dir(tmp_path)
+    out = tmp_path / "o"
+    for args, bench in ((["--benchmarks", "olympiadbench,aime24", "--samples", "2"], "olympiadbench"),
+                        (["--benchmarks", "aime24", "--temperature", "0"], "aime24")):
+        rc = main(["evaluate", "--model", str(model), "--out", str(out), *args])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"{bench}: " in err and "--temperature" in err and "Traceback" not in err, err
+        assert not out.exists()
+    # sampled decodings pass the check and fail only later, on the fake model's missing weights (named, not
+    # a traceback from inside vLLM's loader)
+    rc = main(["evaluate", "--model", str(model), "--out", str(out), "--benchmarks", "math500", "--samples", "2",
+               "--temperature", "0.6"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "greedy decoding" not in err and "no weight files" in err and "Traceback" not in err, err
+
+
 # --------------------------------------------------------------------------- end to end
 
 

@@ -470,6 +470,11 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
     opts.validate()
     for b in benchmarks:
         get_spec(b)
+        d = decoding_for(b, opts)
+        if d.temperature == 0 and d.n_samples > 1:  # identical copies; vLLM refuses them mid-run
+            raise ConfigError(f"{b}: {d.n_samples} samples per problem with greedy decoding (temperature 0) would be "
+                              f"{d.n_samples} identical answers; pass --temperature > 0 (the paper's avg@k uses 0.6) "
+                              "or --samples 1")
     check_model(model)
     out_dir = Path(out_dir)
     results: dict[str, dict] = {}
@@ -518,6 +523,11 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
             longest = max(longest, len(ids))
     if engine is None:
         from oneshot_rlvr.rollout import make_engine
+
+        local = Path(model)
+        if local.is_dir() and not any(f.suffix in (".safetensors", ".bin", ".pt") for f in local.iterdir()):
+            # (checked only now: a finished evaluation is read back without the weights)
+            raise DataError(f"--model {model}: no weight files (*.safetensors, *.bin) in the directory")
 
         # no longer than any request can get: keeps vLLM's KV-cache need small (CPU, long-context models)
         max_len = min(max_pos, longest + opts.max_new_tokens)
