@@ -411,6 +411,10 @@ _SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed",
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
+def _weight_files(model_dir: Path) -> list[Path]:
+    return [f for f in model_dir.iterdir() if f.is_file() and f.suffix in _WEIGHT_SUFFIXES]
+
+
 def checkpoint_fingerprint(model: str) -> str | None:
     """Identity of a local checkpoint: sha1 over (name, size, mtime) of its weight files and config.
 
@@ -421,8 +425,8 @@ def checkpoint_fingerprint(model: str) -> str | None:
     if not p.is_dir():
         return None
     h = hashlib.sha1()
-    for f in sorted(p.iterdir()):
-        if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name == "config.json"):
+    for f in sorted([*_weight_files(p), p / "config.json"]):
+        if f.is_file():
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
@@ -525,9 +529,9 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
         from oneshot_rlvr.rollout import make_engine
 
         local = Path(model)
-        if local.is_dir() and not any(f.suffix in (".safetensors", ".bin", ".pt") for f in local.iterdir()):
+        if local.is_dir() and not _weight_files(local):
             # (checked only now: a finished evaluation is read back without the weights)
-            raise DataError(f"--model {model}: no weight files (*.safetensors, *.bin) in the directory")
+            raise DataError(f"--model {model}: no weight files (*.safetensors, *.bin, *.pt, *.pth) in the directory")
 
         # no longer than any request can get: keeps vLLM's KV-cache need small (CPU, long-context models)
         max_len = min(max_pos, longest + opts.max_new_tokens)
