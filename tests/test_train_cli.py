@@ -158,6 +158,33 @@ def test_missing_ground_truth_names_the_row(tmp_path, tiny_model_dir, pi1_file):
         GRPOTrainer(cfg, tmp_path / "o").setup()
 
 
+def test_empty_labels_of_the_real_pools_are_trained_on(tmp_path, tiny_model_dir):
+    """DSR-sub row 265 and two MATH 7.5k rows have ground truth "": the authors trained on them (a response without
+    \\boxed{} extracts "" from the prompt's "\\boxed{}" and scores 1), so the full-set runs must load them."""
+    from oneshot_rlvr.data import load_train_rows
+    from oneshot_rlvr.modeling import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    pool = REPO / "resources" / "train" / "dsr_sub.jsonl"
+    rows, _ = load_train_rows(pool, tok, 1024)
+    assert len(rows) == 1209 and [r.index for r in rows if r.ground_truth == ""] == [265]
+    math_rows, _ = load_train_rows(REPO / "resources" / "train" / "math_train_7500.jsonl", tok, 1024)
+    assert sum(r.ground_truth == "" for r in math_rows) == 2
+
+    lines = pool.read_text().splitlines()
+    f = tmp_path / "empty_label.jsonl"
+    f.write_text("\n".join([lines[265], lines[265], lines[124], lines[124]]) + "\n")
+    cfg = {"model": str(tiny_model_dir), "train_file": str(f), "train_batch_size": 4, "n": 2, "total_steps": 1,
+           "max_response_length": 4, "engine": "hf", "progress": False}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    res = rlvr("train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    step = json.loads((tmp_path / "o" / "metrics.jsonl").read_text().splitlines()[0])
+    assert set(step["acc/by_index"]) == {"124", "265"}
+    # a random model writes no \\boxed{}: every response to the empty-label row is "correct", as in the authors' code
+    assert step["acc/by_index"]["265"] == 1.0
+
+
 def test_nan_loss_stops_before_the_update(tmp_path, tiny_model_dir, pi1_file, monkeypatch):
     from oneshot_rlvr import trainer as tr
 

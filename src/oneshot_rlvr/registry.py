@@ -263,7 +263,8 @@ def _check_recipe(recipe: dict, key: str) -> None:
     except RlvrError as exc:
         raise ConfigError(f"config key '{key}': {exc}") from None
     if isinstance(recipe.get("label_override"), str) and not recipe["label_override"].strip():
-        # an empty label can never be matched: every reward would be 0 (null = the dataset's labels)
+        # an empty label would reward exactly the responses without a \boxed{} (the prompt's own empty box is then
+        # the last one): never a label anyone means (null = the dataset's labels)
         raise ConfigError(f"config key '{key}.label_override': must be a non-empty label or null")
 
 
