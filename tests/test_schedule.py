@@ -52,3 +52,23 @@ def test_first_step_of_the_forks_schedule_moves_no_weight(tiny_model_dir, pi1_fi
     assert h.optimizer.param_groups[0]["lr"] == 1e-3
     one_update(h, fixed_rollout(h))
     assert any(not torch.equal(w0[k], v) for k, v in _weights(h).items())
+
+
+def test_the_schedule_steps_once_per_update_not_per_optimizer_step(tiny_model_dir, pi1_file, fixed_rollout):
+    """The fork steps its scheduler once per update_actor call: with 2 mini-batches per rollout step, BOTH optimizer
+    steps of the first update run at lr 0, and the second update's run at the full lr."""
+    from oneshot_rlvr import algos
+
+    cfg = from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), train_batch_size=2, n=4, engine="hf",
+                         lr=1e-3, ppo_mini_batch_size=1, kl_coef=0.0, progress=False, tensorboard=False))
+    t = GRPOTrainer(cfg, "/tmp/unused")
+    t.setup()
+    ro = fixed_rollout(t)
+    adv = algos.grpo_advantages(ro.scores, ro.group_ids)
+    w0 = _weights(t)
+    first = t.update(1, ro, adv, None, t._logprobs(t.model, ro, False)[0])
+    assert first["optimizer_steps"] == 2 and first["lr"] == 0.0
+    assert all(torch.equal(w0[k], v) for k, v in _weights(t).items())  # neither optimizer step moved a weight
+    second = t.update(2, ro, adv, None, t._logprobs(t.model, ro, False)[0])
+    assert second["optimizer_steps"] == 2 and second["lr"] == 1e-3
+    assert any(not torch.equal(w0[k], v) for k, v in _weights(t).items())

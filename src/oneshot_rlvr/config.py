@@ -119,8 +119,8 @@ class RunConfig:
     # --- optimiser ------------------------------------------------------------------------
     lr: float = 1e-6
     lr_warmup_steps: int = 0  # constant schedule after warm-up
-    # verl02: the fork's get_constant_schedule_with_warmup, factor min(1, s / max(1, warmup)) at optimizer step
-    # s = 0, 1, ...: the FIRST step has lr 0 even without warm-up (AdamW's moments still take its gradient) |
+    # verl02: the fork's get_constant_schedule_with_warmup, factor min(1, s / max(1, warmup)) at update
+    # s = 0, 1, ... (one per rollout step, as the fork steps it per update_actor call): the FIRST update has lr 0 even without warm-up (AdamW's moments still take its gradient) |
     # hf: transformers' schedule, the full lr from the first step when lr_warmup_steps is 0
     lr_schedule: str = "verl02"
     weight_decay: float = 0.01

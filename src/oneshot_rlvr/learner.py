@@ -18,7 +18,9 @@ from oneshot_rlvr.errors import TrainingError
 
 
 def lr_factor(schedule: str, warmup: int, s: int) -> float:
-    """The learning-rate factor of optimizer step s = 0, 1, ... (`lr_schedule`). verl02: the fork's
+    """The learning-rate factor of update s = 0, 1, ... (`lr_schedule`). An update is one rollout step's
+    `update()` call, whatever its number of optimizer steps: the scheduler steps once after it, as the fork
+    steps its scheduler once per update_actor / update_critic call. verl02: the fork's
     get_constant_schedule_with_warmup, min(1, s / max(1, warmup)), whose first step has lr 0 even without
     warm-up; hf: transformers' constant schedule with warm-up, the full lr from the first step when
     warmup is 0."""
