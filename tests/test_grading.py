@@ -197,6 +197,22 @@ def test_deepscaler_documented_behaviour(answer, gold, expected):
     assert grade_deepscaler(f"... $\\boxed{{{answer}}}$", gold)[0] is expected
 
 
+def test_deepscaler_think_is_rllms_r1_evaluator(pool):
+    """rllm's use_think=True: a response that never closes its thought scores 0 even with the right box inside it
+    (an R1 answer cut at the token limit); otherwise only the text after the first </think> is graded."""
+    cut = "Okay, so 2+3 is \\boxed{5}. Wait, but let me double check the"
+    assert grade_deepscaler(cut, "5") == (True, "5")  # the training grader (use_think=False) takes it
+    assert grade_deepscaler(cut, "5", think=True) == (False, None)
+    done = "Maybe \\boxed{4}? No.\n</think>\n\nThe answer is $\\boxed{5}$."
+    assert grade_deepscaler(done, "5", think=True) == (True, "5")
+    assert grade_deepscaler("thinking \\boxed{5}</think>The answer is 5.", "5", think=True) == (False, None)
+    # rllm's split("</think>")[1]: the text between the first and a second </think>
+    assert grade_deepscaler("a</think>\\boxed{5}</think>\\boxed{6}", "5", think=True) == (True, "5")
+    # through the pool, by name
+    got = pool.grade_many_detailed([cut, done], ["5", "5"], "deepscaler_think")
+    assert [r.correct for r in got] == [False, True]
+
+
 def test_deepscaler_float_rounded_integers_quirk():
     a = "123456789012345678901234567890123456789012345678901234567891"
     b = "123456789012345678901234567890123456789012345678901234567890"

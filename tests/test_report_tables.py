@@ -152,17 +152,17 @@ def test_paper_numbers_through_the_cli(tmp_path):
 
 
 def test_rows_graded_by_another_grader_use_it_and_say_so():
-    """The paper's R1-Distill numbers come from the rllm evaluator (DeepScaleR's grader): Table 4's R1 rows
+    """The paper's R1-Distill numbers come from the rllm evaluator (DeepScaleR's grader after </think>): Table 4's R1 rows
     read that grader's accuracy, the other rows the table's grader, and the caption says which."""
     rows = []
     for model, run in (("qwen2.5-math-7b", "pi1"), ("r1-distill-qwen-1.5b", "pi1")):
-        for grader, v in (("qwen", 40.0), ("deepscaler", 45.0)):
+        for grader, v in (("qwen", 40.0), ("deepscaler", 50.0), ("deepscaler_think", 45.0)):
             rows += [(model, run, 20, b, grader, "accuracy", v) for b in SIX_BENCHMARKS]
     df = pd.DataFrame(rows, columns=["model", "run", "step", "benchmark", "grader", "metric", "value"])
     table = build_table(TABLES["table4"], validate_metrics(df.astype({"step": str, "value": str})))
     avg = {(r.paper_model, r.run): r.cells["avg"].ours for r in table.rows}
     assert avg[("qwen2.5-math-7b", "pi1")] == 40.0 and avg[("r1-distill-qwen-1.5b", "pi1")] == 45.0
-    assert "r1-distill-qwen-1.5b rows: grader `deepscaler`" in table.caption()
+    assert "r1-distill-qwen-1.5b rows: grader `deepscaler_think`" in table.caption()
 
 
 def test_paper_tables_are_consistent():

@@ -107,6 +107,8 @@ def test_paper_plan_lists_every_run_and_evaluation(workdir):
     # R1-Distill by the rllm evaluator's decoding, every other model by the harness's
     assert all(("--protocol rllm" in rest) == ("r1-distill" in rest or "R1-Distill" in m) for m, rest in calls)
     assert any("--protocol rllm" in rest for m, rest in calls)
+    # ... and graded as it grades (DeepScaleR after </think>), beside the harness's and our own grader
+    assert all("--graders qwen,math_verify,deepscaler_think" in rest for m, rest in calls if "--protocol rllm" in rest)
 
 
 def plan_experiment(workdir, experiment):

@@ -22,7 +22,7 @@ PACKED_ATTENTION = ("auto", "sdpa", "varlen")  # the `packed_attention` key (one
 CHOICES = {  # RunConfig keys with a closed set of values (bench/grpo_step.py offers the same)
     "engine": ("vllm", "hf"),
     "reward": ("outcome", "format"),
-    "grader": ("deepscaler", "math_verify", "qwen"),
+    "grader": ("deepscaler", "math_verify", "qwen", "deepscaler_think"),
     "kl_type": ("kl", "abs", "mse", "low_var_kl"),
     "kl_in_reward_type": ("kl", "abs", "mse", "low_var_kl"),
     "kl_ctrl": ("fixed", "adaptive"),

@@ -39,7 +39,7 @@ from oneshot_rlvr.benchmarks import (
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
 from oneshot_rlvr.prompts import build_prompt
 
-GRADERS: tuple[str, ...] = ("qwen", "math_verify", "deepscaler")
+GRADERS: tuple[str, ...] = ("qwen", "math_verify", "deepscaler", "deepscaler_think")
 DEFAULT_GRADERS: tuple[str, ...] = ("qwen", "math_verify")
 ENGINES: tuple[str, ...] = ("vllm", "hf")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")

@@ -167,8 +167,8 @@ class Plan:
                 "--max-new-tokens", str(m.get("eval_max_tokens") or m["max_response_length"]),
                 "--engine", ev["engine"]]
         if m.get("eval_protocol", "harness") != "harness":
-            # the rllm evaluator (the paper's R1-Distill numbers) grades with DeepScaleR's grader: report it too
-            args += ["--protocol", m["eval_protocol"], "--graders", "qwen,math_verify,deepscaler"]
+            # the rllm evaluator (the paper's R1-Distill numbers) grades with DeepScaleR's grader after `</think>`
+            args += ["--protocol", m["eval_protocol"], "--graders", "qwen,math_verify,deepscaler_think"]
         if ev.get("limit"):
             args += ["--limit", str(ev["limit"])]
         return args

@@ -18,7 +18,8 @@ def add_arguments(p):
     )
     p.add_argument("--out", required=True, help="output directory; one sub-directory per benchmark")
     p.add_argument("--engine", default="vllm", choices=["vllm", "hf"], help="generation engine (default vllm)")
-    p.add_argument("--graders", default="qwen,math_verify", help="comma list of qwen,math_verify,deepscaler")
+    p.add_argument("--graders", default="qwen,math_verify", help="comma list of qwen,math_verify,deepscaler,deepscaler_think (the last: after </think>, "
+                   "0 without one, as rllm's evaluator)")
     p.add_argument("--max-new-tokens", type=int, default=3072, help="generation budget per sample (paper: 3072)")
     p.add_argument(
         "--prompt",

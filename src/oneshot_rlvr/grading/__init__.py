@@ -2,6 +2,7 @@
 
 Graders (see docs/grading.md):
 - "deepscaler": the paper's training reward (DeepScaleR/PRM800K; last `\\boxed{}` only).
+- "deepscaler_think": the same after `</think>`, 0 without one: the rllm evaluator of the paper's R1-Distill rows.
 - "qwen": our implementation of the Qwen2.5-Math evaluation harness (the paper's reported numbers).
 - "math_verify": strict, math-verify with guards; our own evaluation column.
 

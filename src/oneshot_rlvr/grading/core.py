@@ -14,7 +14,7 @@ from .extract import extract_choice, sanitize_text
 from .qwen import grade_qwen
 from .strict import grade_math_verify
 
-GRADERS = ("deepscaler", "qwen", "math_verify")
+GRADERS = ("deepscaler", "qwen", "math_verify", "deepscaler_think")
 CHOICE_BENCHMARKS = ("arc_e", "arc_c")
 _EXTRACTED_MAX = 4096  # extracted answers are returned for logging; a 100k-char "answer" is cut
 
@@ -49,8 +49,8 @@ def grade_local(response, gold, grader: str, benchmark: str | None = None) -> tu
         # ARC multiple choice: every grader compares the committed letter with the answer key.
         choice = extract_choice(response)
         return (choice is not None and choice == _gold_choice(gold)), choice
-    if grader == "deepscaler":
-        ok, ext = grade_deepscaler(response, gold)
+    if grader in ("deepscaler", "deepscaler_think"):
+        ok, ext = grade_deepscaler(response, gold, think=grader == "deepscaler_think")
     elif grader == "qwen":
         ok, ext = grade_qwen(response, gold, benchmark)
     else:

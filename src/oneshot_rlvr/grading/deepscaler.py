@@ -292,9 +292,17 @@ def grade_answer_sympy(given: str | None, gold: str | None) -> bool:
     return True
 
 
-def grade_deepscaler(text: str, gold) -> tuple[bool, str | None]:
-    """(correct, extracted answer) with the paper's training semantics (use_think=False)."""
-    answer = extract_boxed_last(sanitize_text(text))
+def grade_deepscaler(text: str, gold, think: bool = False) -> tuple[bool, str | None]:
+    """(correct, extracted answer) with the paper's training semantics (use_think=False), or with `think`
+    the rllm evaluator's (the paper's R1-Distill numbers, grader "deepscaler_think"): no `</think>` scores 0 and
+    only the text after the first `</think>` is graded (rllm's `split(...)[1]`). rllm also wants `<think>` in the
+    text; our R1 prompt ends with it, so the response is not asked to repeat it."""
+    text = sanitize_text(text)
+    if think:
+        if "</think>" not in text:
+            return False, None
+        text = text.split("</think>")[1]
+    answer = extract_boxed_last(text)
     if answer is None:
         return False, None
     gold = sanitize_text(gold)
