@@ -372,3 +372,44 @@ def test_restart_stale_starts_a_changed_or_pruned_run_over(tmp_path, two_step_ru
     assert _metrics(pruned) == _metrics(ref)
     a, b = _weights(pruned, 2), _weights(ref, 2)
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+@pytest.mark.slow
+def test_changed_train_set_or_model_at_the_same_path_is_not_resumed(tmp_path, tiny_model_dir, capsys):
+    """The workflow re-makes a train set in place when its definition changes (e.g. another random seed) and
+    Snakemake reruns `train` with the same RUN.yaml: the run must not resume the old training on the new data.
+    Without --restart-stale: refused naming train_file, nothing touched; with it: started over on the new rows.
+    A model rebuilt in place (another seed, same sizes) is refused the same way."""
+    import shutil
+
+    from oneshot_rlvr import cli
+    from oneshot_rlvr.config import load_run_config
+    from oneshot_rlvr.modeling import build_tiny_model
+    from oneshot_rlvr.trainer import train
+
+    pool = (REPO / "resources" / "train" / "dsr_sub.jsonl").read_text().splitlines()
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(pool[:2]) + "\n")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    cfg = load_run_config(_cfg(tmp_path, model, data), {"total_steps": 2})
+    out = tmp_path / "run"
+    train(cfg, out)
+    assert set(_metrics(out)[0]["acc/by_index"]) == {"0", "1"}
+
+    data.write_text("\n".join(pool[2:4]) + "\n")  # the re-made set; Snakemake deleted done.json
+    (out / "done.json").unlink()
+    before = _tree(out)
+    rc = cli.main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(out), "--set", "total_steps=2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and f"train_file ({data})" in err and "--restart-stale" in err, err
+    assert _tree(out) == before
+    train(cfg, out, restart_stale=True)
+    assert [set(m["acc/by_index"]) for m in _metrics(out)] == [{"2", "3"}] * 2
+
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    shutil.copy(other / "model.safetensors", model / "model.safetensors")
+    from oneshot_rlvr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"other contents of model \("):
+        train(cfg, out)  # even a finished run: it is not this config's run any more

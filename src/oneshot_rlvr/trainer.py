@@ -846,6 +846,7 @@ class GRPOTrainer:
         under this config (nothing to do). Raises ConfigError where training would mix two configs in one
         run, or would start over on top of results it cannot continue (a run whose state is gone)."""
         cfg, out = self.cfg, self.out
+        _refuse_changed_inputs(out, cfg)
         recorded = _read_config(out / "config.yaml")
         state = self._latest_state()
         done_path = out / "done.json"
@@ -962,6 +963,8 @@ class GRPOTrainer:
             self.out.mkdir(parents=True, exist_ok=True)
             # only now: config.yaml describes the whole run, so a refused resume must leave it as it was
             _atomic_write_text(self.out / "config.yaml", _yaml_dump(cfg.to_dict()))
+            if start == 0:  # (a run resumed from before inputs.json existed keeps having none: unknown inputs)
+                _atomic_write_text(self.out / "inputs.json", json.dumps(input_fingerprints(cfg), indent=1) + "\n")
             if start < cfg.total_steps and (self.out / "done.json").exists():
                 # extending a finished run: it is not done until the new final step (as Snakemake, which
                 # deletes a job's declared output before rerunning it)
@@ -1103,7 +1106,56 @@ def _accuracy_by_index(index: list[int], scores: list[float], n: int) -> dict[st
 
 
 # (a leftover .state.deleting goes in try_resume, right after)
-RUN_OUTPUTS = ("done.json", "metrics.jsonl", "config.yaml", "state", "checkpoints", "tb")
+RUN_OUTPUTS = ("done.json", "metrics.jsonl", "config.yaml", "inputs.json", "state", "checkpoints", "tb")
+_SAMPLE = 1 << 20  # bytes hashed at each end of a weight file
+
+
+def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
+    """What a run is trained FROM beyond its config, whose paths stay the same when their contents change (a
+    workflow's re-made train set, a rebuilt model): sha256 of the train file, and of a local model's config.json
+    plus each weight file's name, size and first and last MiB (cheap at any size; two trainings or seeds differ
+    there). Hub ids and missing paths are left out: nothing to compare."""
+    import hashlib
+
+    from oneshot_rlvr.evaluate import _weight_files
+
+    out = {}
+    if Path(cfg.train_file).is_file():
+        out["train_file"] = hashlib.sha256(Path(cfg.train_file).read_bytes()).hexdigest()
+    models = {"model": cfg.model, "critic_model": cfg.critic_model if cfg.adv_estimator == "gae" else None}
+    for key, path in models.items():
+        if not path or not Path(path).is_dir():
+            continue
+        h = hashlib.sha256()
+        for f in sorted([*_weight_files(Path(path)), Path(path) / "config.json"]):
+            if f.is_file():
+                size = f.stat().st_size
+                with open(f, "rb") as fh:
+                    head = fh.read(_SAMPLE)
+                    fh.seek(max(size - _SAMPLE, 0))
+                    h.update(f"{f.name}:{size}:".encode() + head + fh.read())
+        out[key] = h.hexdigest()
+    return out
+
+
+def _refuse_changed_inputs(out: Path, cfg: RunConfig) -> None:
+    """ConfigError when the run in `out` was trained from other contents at the same paths (inputs.json; runs
+    older than it have none and are not checked): resuming would continue a run the config no longer makes."""
+    path = out / "inputs.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{path}: unreadable; cannot tell what the run was trained from, "
+                          "train into another --out") from None
+    now = input_fingerprints(cfg)
+    changed = [k for k in now if k in saved and saved[k] != now[k]]
+    if changed:
+        what = ", ".join(f"{k} ({getattr(cfg, k)})" for k in changed)
+        raise ConfigError(f"{out} was trained from other contents of {what} (fingerprints in {path}): resuming "
+                          "would continue that run on different inputs. Start it over with --restart-stale (the "
+                          "workflow's train rule does), or train into another --out")
 
 
 def _clear_run(out: Path) -> None:
