@@ -214,3 +214,87 @@ def test_model_paths_that_stay_accepted():
     assert plan_of(cfg)
     cfg = _edited(PAPER, lambda c: c.update(commands={"train": "torchrun --nproc_per_node={gpus} -m x train"}))
     assert plan_of(cfg).cfg["commands"]["train"].format(gpus=2).startswith("torchrun --nproc_per_node=2 ")
+
+
+TOY = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())  # score_pool.source: run
+
+
+def _big_batch_variant(c):
+    c["variants"]["big"] = {"train_batch_size": 16, "ppo_mini_batch_size": 16}
+    c["experiments"]["demo"]["runs"].append("pi1--big")
+
+
+# global recipe keys that every run takes from elsewhere (resolve_run_config) would be silently lost
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["recipe"].update(train_batch_size=8),
+     "config key 'recipe.train_batch_size': 8 would be silently replaced by 'train_batch_size' (4)"),
+    (lambda c: c["recipe"].update(total_steps=6), "config key 'recipe.total_steps': 6 would be silently replaced by "
+                                                  "'models.tiny.total_steps' (4)"),
+    (lambda c: c["recipe"].update(save_freq=3), "config key 'recipe.save_freq': 3 would be silently replaced by "
+                                                "'models.tiny.eval_every' (2)"),
+    (lambda c: c["recipe"].update(max_response_length=64), "config key 'recipe.max_response_length': 64"),
+])
+def test_global_recipe_refuses_keys_the_runs_take_elsewhere(edit, message):
+    with pytest.raises(ConfigError) as exc:
+        plan_of(_edited(DEMO, edit))
+    assert message in str(exc.value)
+
+
+def test_per_model_and_per_run_overrides_stay_accepted():
+    # an equal global value is only redundant (config/demo.yaml's max_response_length)
+    assert plan_of(_edited(DEMO, lambda c: c["recipe"].update(max_response_length=32, train_batch_size=4)))
+    # a model recipe and a variant come after the model settings: they do take effect
+    plan = plan_of(_edited(DEMO, lambda c: (c["models"]["tiny"].update(recipe={"total_steps": 6}),
+                                            c["variants"].update(short={"save_freq": 3}),
+                                            c["experiments"]["demo"]["runs"].append("pi1--short"))))
+    assert plan.run("tiny", "pi1").steps == [0, 2, 4, 6] and plan.run("tiny", "pi1--short").steps == [0, 3, 6]
+
+
+# evaluation.extra_args come after the evaluate rule's own options (the last one wins), and their values
+# are the ones `rlvr evaluate` refuses in every job
+@pytest.mark.parametrize("base, extra, message", [
+    (DEMO, "--benchmarks aime24", "--benchmarks is passed by the evaluate rule itself"),
+    (DEMO, "--bench aime24", "--benchmarks is passed by the evaluate rule itself"),  # argparse abbreviation
+    (DEMO, "--model x", "--model is passed by the evaluate rule itself"),
+    (DEMO, "--out=elsewhere", "--out is passed by the evaluate rule itself"),
+    (DEMO, "--max-new-tokens 0", "--max-new-tokens is passed by the evaluate rule itself"),
+    (DEMO, "--limit 0", "--limit is passed by the evaluate rule itself and would be overridden; remove it (it comes from evaluation.limit)"),
+    (DEMO, "--dtype float16", "--dtype is passed by the evaluate rule itself"),
+    (DEMO, "--prompt llama", "(it comes from models.<m>.prompt_type)"),
+    (PAPER, "--graders qwen", "--graders would override the graders the evaluate rule passes for "
+                              "models.r1-distill-qwen-1.5b (eval_protocol rllm)"),
+    (DEMO, "--samples 0", "config key 'evaluation.extra_args': --samples must be >= 1, got 0"),
+    (DEMO, "--top-p 2", "--top-p must be in (0, 1]"),
+    (DEMO, "--temperature nan", "--temperature must be a finite number"),
+    (DEMO, "--grader-workers 0", "--grader-workers must be >= 1"),
+    (DEMO, "--batch-size 0", "--batch-size must be >= 1"),
+])
+def test_eval_extra_args_cannot_override_the_rule_or_fail_every_job(base, extra, message):
+    with pytest.raises(ConfigError) as exc:
+        plan_of(_edited(base, lambda c: c["evaluation"].update(extra_args=extra)))
+    assert message in str(exc.value)
+
+
+# failures make-train-set, the trainer or the ranking would hit in a job
+@pytest.mark.parametrize("base, edit, message", [
+    (DEMO, lambda c: c["datasets"]["pi1"].update(seed=-1), "config key 'datasets.pi1.seed': -1 is less than the minimum"),
+    (DEMO, lambda c: c["datasets"]["pi1"].update(label_noise=0.5, noise_seed=-3), "config key 'datasets.pi1.noise_seed'"),
+    (DEMO, _big_batch_variant, "config key 'variants.big.train_batch_size': 16 > the 4 rows of few-shot dataset 'pi1'"),
+    (DEMO, lambda c: c["models"]["tiny"].update(recipe={"train_batch_size": 16, "ppo_mini_batch_size": 16}),
+     "config key 'models.tiny.recipe.train_batch_size': 16 > the 4 rows of few-shot dataset"),
+    # the run-based ranking holds at most up_to_step x train_batch_size examples (2 x 8 of the 64-example pool)
+    (TOY, lambda c: (c["score_pool"].update(up_to_step=2), c["datasets"].update(far={"ranks": [1, 17]})),
+     "config key 'datasets.far.ranks[1]': pi rank 17 > the at most 16 examples ranked by the scoring run toy/toy_pool"),
+])
+def test_job_time_data_failures_are_caught_at_plan_time(base, edit, message):
+    with pytest.raises(ConfigError) as exc:
+        plan_of(_edited(base, edit))
+    assert message in str(exc.value)
+
+
+def test_bounds_that_stay_accepted():
+    assert plan_of(_edited(TOY, lambda c: (c["score_pool"].update(up_to_step=2), c["datasets"].update(far={"ranks": [16]}))))
+    # a smaller per-run batch than the duplicated set's rows is fine (two steps per epoch)
+    assert plan_of(_edited(DEMO, lambda c: (c["variants"].update(half={"train_batch_size": 2, "ppo_mini_batch_size": 2}),
+                                            c["experiments"]["demo"]["runs"].append("pi1--half"))))
+    assert plan_of(_edited(DEMO, lambda c: c["evaluation"].update(extra_args="--samples 2 --temperature 0.5 --top-p 1")))

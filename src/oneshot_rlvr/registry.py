@@ -31,6 +31,14 @@ RUN_SEP = "--"
 BASE_RUN = "base"
 # keys the registry sets itself; a recipe or variant that sets them would silently be ignored
 OWNED_KEYS = ("model", "train_file")
+# RunConfig key -> the model setting resolve_run_config takes it from (after the global recipe)
+MODEL_SETTINGS = {"total_steps": "total_steps", "save_freq": "eval_every", "max_response_length": "max_response_length"}
+# `rlvr evaluate` options the evaluate rule passes itself (extra_args come after them and would win)
+EVAL_RULE_FLAGS = {"model": "models.<m>.path / the run's checkpoints", "out": "the run directory",
+                   "benchmarks": "experiments.<e>.benchmarks",
+                   "prompt": "models.<m>.prompt_type", "max_new_tokens": "models.<m>.eval_max_tokens",
+                   "engine": "evaluation.engine", "protocol": "models.<m>.eval_protocol", "limit": "evaluation.limit",
+                   "dtype": "evaluation.base_dtype / evaluation.checkpoint_dtype"}
 DEFAULT_RESOURCES = {
     "train": {"gpus": 1, "threads": 4, "mem_mb": 32000, "runtime": 600},
     "evaluate": {"gpus": 1, "threads": 4, "mem_mb": 32000, "runtime": 120},
@@ -289,15 +297,16 @@ def _check_train_command(command: str) -> None:
                           f"placeholders allowed: {allowed}, write {{{{ }}}} for a literal brace") from None
 
 
-def _check_eval_extra_args(extra: str) -> None:
-    """evaluation.extra_args is appended to every `rlvr evaluate` call: an unknown flag or a bad value must
-    fail at plan time, not in hundreds of evaluate jobs."""
+def _check_eval_extra_args(cfg: dict) -> None:
+    """evaluation.extra_args is appended to every `rlvr evaluate` call: an unknown flag, a bad value or a flag
+    the rule passes itself (the last one wins) must fail at plan time, not in hundreds of evaluate jobs."""
     import argparse
     import shlex
 
     from oneshot_rlvr.commands import evaluate as evaluate_cmd
     from oneshot_rlvr.evaluate import GRADERS
 
+    extra = cfg["evaluation"].get("extra_args") or ""
     key = "config key 'evaluation.extra_args'"
     try:
         words = shlex.split(extra)
@@ -314,6 +323,24 @@ def _check_eval_extra_args(extra: str) -> None:
     bad = [g for g in (g.strip() for g in args.graders.split(",")) if g and g not in GRADERS]
     if bad:
         raise ConfigError(f"{key}: unknown grader(s) {', '.join(bad)} (known: {', '.join(GRADERS)})")
+    # which options extra_args itself sets (argparse resolves abbreviations like --bench): no defaults
+    for a in parser._actions:
+        a.required, a.default = False, argparse.SUPPRESS
+    given = vars(parser.parse_args(words))
+    flag = {a.dest: a.option_strings[0] for a in parser._actions}
+    for dest in given:
+        if dest in EVAL_RULE_FLAGS:
+            raise ConfigError(f"{key}: {flag[dest]} is passed by the evaluate rule itself and would be overridden; "
+                              f"remove it (it comes from {EVAL_RULE_FLAGS[dest]})")
+    rllm = [m for m, v in cfg["models"].items() if v.get("eval_protocol", "harness") != "harness"]
+    if "graders" in given and rllm:  # the rule passes --graders for these models only
+        raise ConfigError(f"{key}: --graders would override the graders the evaluate rule passes for "
+                          f"models.{rllm[0]} (eval_protocol {cfg['models'][rllm[0]]['eval_protocol']})")
+    # the values as `rlvr evaluate` checks them
+    try:
+        evaluate_cmd.options_from_args(args).validate()
+    except RlvrError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _check_model_path(name: str, m: dict, root: Path) -> None:
@@ -333,7 +360,7 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     root = Path(root)
     models, datasets, variants = cfg["models"], cfg["datasets"], cfg["variants"]
     _check_train_command(cfg["commands"]["train"])
-    _check_eval_extra_args(cfg["evaluation"].get("extra_args") or "")
+    _check_eval_extra_args(cfg)
 
     # sources and the pool
     for name, rel in cfg["sources"].items():
@@ -359,6 +386,16 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
             raise ConfigError(f"config key 'models.{name}.eval_every': {m['eval_every']} > total_steps {m['total_steps']}")
         _check_recipe(m.get("recipe", {}), f"models.{name}.recipe")
     _check_recipe(cfg["recipe"], "recipe")
+    # resolve_run_config applies the global recipe first: a key every run takes from elsewhere would be lost
+    # (an equal value, as config/demo.yaml's max_response_length, is merely redundant)
+    for k, v in cfg["recipe"].items():
+        owners = ({"train_batch_size": cfg["train_batch_size"]} if k == "train_batch_size" else
+                  {f"models.{n}.{MODEL_SETTINGS[k]}": m[MODEL_SETTINGS[k]] for n, m in models.items()}
+                  if k in MODEL_SETTINGS else {})
+        lost = [f"'{o}' ({x})" for o, x in owners.items() if x != v]
+        if lost:
+            raise ConfigError(f"config key 'recipe.{k}': {v} would be silently replaced by {lost[0]}; set it there "
+                              f"(or per model/run: models.<m>.recipe, a variant)")
     for name, v in variants.items():
         _check_recipe(v, f"variants.{name}")
         try:  # values too, on the global recipe, so that an unused variant cannot hide a bad value
@@ -478,6 +515,14 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
         recipes[key] = rp.run
         rp.steps = eval_steps(rc.total_steps, rc.save_freq)
         d = datasets[rp.dataset]
+        if ("ranks" in d or "random" in d) and rc.drop_last and rc.train_batch_size > cfg["train_batch_size"]:
+            # a few-shot set has exactly the top-level train_batch_size rows (make-train-set --batch-size): a
+            # larger per-run batch (a variant wins over the model recipe) fails in the trainer's sampler
+            where = (f"variants.{rp.variant}" if "train_batch_size" in variants.get(rp.variant, {})
+                     else f"models.{rp.model}.recipe")
+            raise ConfigError(f"config key '{where}.train_batch_size': {rc.train_batch_size} > the "
+                              f"{cfg['train_batch_size']} rows of few-shot dataset '{rp.dataset}' (duplicated to the "
+                              f"top-level train_batch_size) in run {rp.model}/{rp.run}")
         if "ranks" not in d and "random" not in d and rc.drop_last:
             # a full set is not duplicated: fewer rows than one batch fails in the trainer's sampler
             n_rows = d.get("first") or source_rows(d.get("source", cfg["pool"]))
@@ -488,6 +533,19 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
         if sp["source"] == "run" and (rp.model, rp.run) == (sp["model"], sp["run"]) and rc.total_steps < sp["up_to_step"]:
             raise ConfigError(f"config key 'score_pool.up_to_step': {sp['up_to_step']} > total_steps "
                               f"{rc.total_steps} of the scoring run")
+        if sp["source"] == "run" and (rp.model, rp.run) == (sp["model"], sp["run"]):
+            # the ranking holds only the examples the scoring run sampled by up_to_step (history_from_metrics):
+            # at most up_to_step batches of its distinct rows. An upper bound (drop_last remainders and prompts
+            # the trainer drops are known at run time only): ranks within it can still fail in make-train-set.
+            n_rows = d.get("random") or d.get("first") or source_rows(d.get("source", cfg["pool"]))
+            seen = min(sp["up_to_step"] * rc.train_batch_size, n_rows)
+            for name, dd in datasets.items():
+                for i, r in enumerate(dd.get("ranks", [])):
+                    if r > seen:
+                        raise ConfigError(
+                            f"config key 'datasets.{name}.ranks[{i}]': pi rank {r} > the at most {seen} examples "
+                            f"ranked by the scoring run {rp.model}/{rp.run} (score_pool.up_to_step {sp['up_to_step']} "
+                            f"x train_batch_size {rc.train_batch_size}, of {n_rows} distinct rows)")
     return plan
 
 
@@ -506,12 +564,8 @@ def resolve_run_config(plan: Plan, model: str, run: str) -> dict[str, Any]:
     dataset, variant = parse_run_id(run)
     rc: dict[str, Any] = {}
     rc.update(cfg["recipe"])
-    rc.update({
-        "total_steps": m["total_steps"],
-        "save_freq": m["eval_every"],
-        "max_response_length": m["max_response_length"],
-        "train_batch_size": cfg["train_batch_size"],
-    })
+    rc.update({k: m[v] for k, v in MODEL_SETTINGS.items()})
+    rc["train_batch_size"] = cfg["train_batch_size"]
     rc.update(m.get("recipe", {}))
     if variant:
         rc.update(cfg["variants"][variant])

@@ -47,11 +47,11 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run(args) -> int:
-    from oneshot_rlvr.benchmarks import parse_benchmark_list
-    from oneshot_rlvr.evaluate import EvalOptions, evaluate
+def options_from_args(args):
+    """EvalOptions from parsed arguments (also used to check the workflow's evaluation.extra_args at load)."""
+    from oneshot_rlvr.evaluate import EvalOptions
 
-    opts = EvalOptions(
+    return EvalOptions(
         engine=args.engine,
         graders=tuple(g.strip() for g in args.graders.split(",") if g.strip()),
         max_new_tokens=args.max_new_tokens,
@@ -70,6 +70,13 @@ def run(args) -> int:
         save_token_ids=args.save_token_ids,
         show_progress=not args.no_progress,
     )
+
+
+def run(args) -> int:
+    from oneshot_rlvr.benchmarks import parse_benchmark_list
+    from oneshot_rlvr.evaluate import evaluate
+
+    opts = options_from_args(args)
     benchmarks = parse_benchmark_list(args.benchmarks)
     results = evaluate(args.model, benchmarks, args.out, opts)
     for bench, s in results.items():
