@@ -4,7 +4,9 @@ Each row is run through the entry point that meets it first:
 - `workflow`: the workflow config, through `registry.validate_workflow_config` -- exactly what
   workflow/rules/common.smk runs when Snakemake loads the config, before any job is planned;
 - `train`: a run config / training set / model directory, through `rlvr train --config RUN.yaml`;
-- `prepare-data`: a pool or full-set JSONL, through `rlvr prepare-data` (the workflow's first job).
+- `prepare-data`: a pool or full-set JSONL, through `rlvr prepare-data` (the workflow's first job);
+- `cli`: any other command line (mostly an --out that cannot be written: an existing directory where a
+  file goes, or the reverse), run with the inputs of `_cli_inputs` in the working directory.
 Each row asserts (1) the failure (ConfigError / DataError, or exit code 2 from the CLI), (2) a message
 naming the key / file / row, and (3) that nothing was written: the output directory does not exist
 and the working directory's file tree is unchanged. More workflow-config cases (the paper's config):
@@ -31,12 +33,13 @@ from oneshot_rlvr.registry import validate_workflow_config
 REPO = Path(__file__).resolve().parents[1]
 PI1 = REPO / "resources" / "train" / "one_shot" / "pi1_r128.jsonl"
 DEMO = yaml.safe_load((REPO / "config" / "demo_tiny.yaml").read_text())
+GOLDEN_METRICS = REPO / "tests" / "golden" / "metrics_small.csv"
 
 
 @dataclass
 class Case:
     id: str
-    layer: str  # workflow | train | train-config (make writes RUN.yaml) | train-set (make gives --set) | prepare-data
+    layer: str  # workflow | train | train-config (make writes RUN.yaml) | train-set (make gives --set) | prepare-data | cli
     make: Callable  # (tmp_path, tiny_model_dir) -> workflow config dict, or overrides / input path
     message: str  # regex the one-line error must match (it names the key / file / row)
 
@@ -112,6 +115,11 @@ def _corrupt_model(tmp, tiny):
     return {"model": str(m)}
 
 
+def _mkdir(d):
+    d.mkdir(parents=True)
+    return d
+
+
 def _model_without_config(tmp, tiny):
     (tmp / "in" / "m").mkdir(parents=True)
     return {"model": str(tmp / "in" / "m")}
@@ -127,6 +135,48 @@ def _empty_prompt(rows):
 
 def _dup_index(rows):
     rows[3]["extra_info"]["index"] = rows[1]["extra_info"]["index"]
+
+
+def _base_run(tiny):
+    return {"model": str(tiny), "train_file": str(PI1), "train_batch_size": 4, "n": 2, "max_response_length": 4,
+            "engine": "hf", "total_steps": 1, "progress": False, "tensorboard": False}
+
+
+def _cli_inputs(tmp, tiny):
+    """Inputs of the `cli` cases in tmp/in, and in the working directory (whose tree must stay unchanged): an
+    existing folder `adir` and file `afile`, and a pruneable run `run` (best step 2; step 0 deletable)."""
+    d = tmp / "in"
+    (d / "results" / "runs").mkdir(parents=True)
+    (d / "H.json").write_text(json.dumps({"0": [0.0, 1.0], "1": [1.0, 1.0]}))
+    pool = (REPO / "resources/train/dsr_sub.jsonl").read_text().splitlines(keepends=True)[:3]
+    (d / "pool.jsonl").write_text("".join(pool))
+    (d / "RUN.yaml").write_text(yaml.safe_dump(_base_run(tiny)))
+    Path("adir").mkdir()
+    (Path("adir") / "keep.txt").write_text("kept\n")
+    Path("afile").write_text("kept\n")
+    for s in (0, 2):
+        (Path("run/train/checkpoints") / f"step_{s}").mkdir(parents=True)
+        (Path("run/train/checkpoints") / f"step_{s}" / "model.safetensors").write_bytes(b"x")
+        (Path("run/eval") / f"step_{s}" / "math500").mkdir(parents=True)
+        (Path("run/eval") / f"step_{s}" / "math500" / "summary.json").write_text(json.dumps({"accuracy": {"qwen": s}}))
+    Path("run/best.json").write_text(json.dumps({"best_avg": {"step": 2, "average": 2.0}, "steps": [0, 2],
+                                                 "per_benchmark": {"math500": {"step": 2, "value": 2.0}},
+                                                 "incomplete_steps": {}}))
+    return d
+
+
+def cli_args(*argv):
+    """argv of a `cli` case; {inp} is the inputs folder of _cli_inputs."""
+    def make(tmp, tiny):
+        d = _cli_inputs(tmp, tiny)
+        return [a.format(inp=d) for a in argv]
+    return make
+
+
+def _dir_out(command, *argv):
+    """`command ... --out adir` (an existing directory where the file goes)."""
+    return Case(f"out-dir-{command}", "cli", cli_args(command, *argv, "--out", "adir"),
+                rf"rlvr {command}: error: (--out )?adir is a directory; give the path of the file to write")
 
 
 CASES = [
@@ -190,6 +240,23 @@ CASES = [
     Case("train-missing-file", "train", lambda t, m: {"train_file": str(t / "in" / "nope.jsonl")},
          r"data file not found: .*nope\.jsonl"),
     Case("train-too-few-rows", "train", rows_with(lambda r: None, n=2), r"2 rows < train_batch_size 4"),
+    # wrong types of the row fields: were bare tracebacks, or silently wrong rewards / history keys
+    Case("train-index-not-integer", "train", rows_with(lambda r: r[1]["extra_info"].update(index="a0")),
+         r"data\.jsonl: row 1: extra_info\.index must be an integer, got 'a0'"),
+    Case("train-index-fraction", "train", rows_with(lambda r: r[1]["extra_info"].update(index=0.5)),
+         r"data\.jsonl: row 1: extra_info\.index must be an integer, got 0\.5"),
+    Case("train-content-list", "train", rows_with(lambda r: r[2]["prompt"][0].update(content=[{"text": "1+1"}])),
+         r"data\.jsonl: row 2: prompt\[0\]\.content must be a string, got list"),
+    Case("train-content-int", "train", rows_with(lambda r: r[2]["prompt"][0].update(content=7)),
+         r"data\.jsonl: row 2: prompt\[0\]\.content must be a string, got int"),
+    Case("train-reward-model-string", "train", rows_with(lambda r: r[1].update(reward_model="65")),
+         r"data\.jsonl: row 1: reward_model must be an object .*got str"),
+    Case("train-ground-truth-list", "train", rows_with(lambda r: r[1]["reward_model"].update(ground_truth=["4/3"])),
+         r"data\.jsonl: row 1: reward_model\.ground_truth must be a string, got list"),
+    Case("train-ground-truth-number", "train", rows_with(lambda r: r[1]["reward_model"].update(ground_truth=27.0)),
+         r"data\.jsonl: row 1: reward_model\.ground_truth must be a string, got float"),
+    Case("train-file-is-directory", "train", lambda t, m: {"train_file": str(_mkdir(t / "in" / "data"))},
+         r"in/data is a directory; give the path of a JSONL data file"),
     Case("train-prompts-too-long", "train", lambda t, m: {"train_file": str(_jsonl(t, _rows())), "max_prompt_length": 5},
          r"data\.jsonl.*every prompt is longer than max_prompt_length"),
     # ---- pool / full sets (`rlvr prepare-data`, lines are 1-based)
@@ -198,6 +265,10 @@ CASES = [
          r"pool\.jsonl: line 2: missing reward_model\.ground_truth"),
     Case("pool-empty-prompt", "prepare-data", pool_with(lambda r: r[0].update(prompt=[])),
          r"pool\.jsonl: line 1: 'prompt' must be a non-empty list"),
+    Case("pool-ground-truth-number", "prepare-data", pool_with(lambda r: r[1]["reward_model"].update(ground_truth=27)),
+         r"pool\.jsonl: line 2: reward_model\.ground_truth must be a string, got int"),
+    Case("pool-index-not-integer", "prepare-data", pool_with(lambda r: r[1]["extra_info"].update(index="a0")),
+         r"pool\.jsonl: line 2: extra_info\.index must be an integer, got 'a0'"),
     Case("pool-truncated-jsonl", "prepare-data",
          lambda t, m: _jsonl(t, text=_truncated_text(_rows()), name="pool.jsonl"),
          r"pool\.jsonl: line 4 is not valid JSON.*truncated"),
@@ -206,6 +277,30 @@ CASES = [
          r"model directory not found.*no_model"),
     Case("model-dir-without-config", "train", _model_without_config, r"in/m.*has no config\.json"),
     Case("model-weights-corrupt", "train", _corrupt_model, r"cannot load model from .*corrupt"),
+    Case("tokenizer-dir-missing", "train", lambda t, m: {"tokenizer": str(t / "in" / "no_tok")},
+         r"tokenizer directory not found: .*no_tok"),  # was: "Repo id must be in the form ..."
+    Case("tiny-model-seed-overflow", "cli", cli_args("build-tiny-model", "--out", "results/out", "--seed", str(10**20)),
+         r"--seed must be in 0 \.\. 2\*\*64-1, got 100000000000000000000"),
+    # ---- --out that cannot be written: refused before anything is written or deleted (no stray temp file)
+    _dir_out("rank", "--history", "{inp}/H.json", "--pool", "{inp}/pool.jsonl"),
+    _dir_out("score-pool", "--history", "{inp}/H.json", "--pool", "{inp}/pool.jsonl"),
+    _dir_out("run-config", "--values", "{{}}"),
+    _dir_out("make-train-set", "--pool", "{inp}/pool.jsonl", "--first", "2"),
+    _dir_out("prepare-data", "--input", "{inp}/pool.jsonl"),
+    _dir_out("collect", "--results", "{inp}/results"),
+    _dir_out("select-best", "--run-dir", "run", "--benchmarks", "math500"),
+    _dir_out("prune", "--run-dir", "run", "--policy", "none-after-eval"),  # checked before step 0 is deleted
+    Case("out-under-file-run-config", "cli", cli_args("run-config", "--values", "{{}}", "--out", "afile/RUN.yaml"),
+         r"afile/RUN\.yaml: afile is a file, not a directory"),
+    Case("out-under-file-make-train-set", "cli",
+         cli_args("make-train-set", "--pool", "{inp}/pool.jsonl", "--first", "2", "--out", "afile/x.jsonl"),
+         r"afile/x\.jsonl: afile is a file, not a directory"),
+    Case("out-file-train", "cli", cli_args("train", "--config", "{inp}/RUN.yaml", "--out", "afile"),
+         r"rlvr train: error: --out afile is a file; give a directory"),
+    Case("out-file-tables", "cli", cli_args("tables", "--metrics", str(GOLDEN_METRICS), "--out", "afile"),
+         r"rlvr tables: error: --out afile is a file; give a directory"),
+    Case("out-file-figures", "cli", cli_args("figures", "--metrics", str(GOLDEN_METRICS), "--out", "afile"),
+         r"rlvr figures: error: --out afile is a file; give a directory"),
 ]
 
 
@@ -240,10 +335,10 @@ def test_bad_input_fails_naming_it_before_writing(case, tmp_path, tiny_model_dir
             validate_workflow_config(made, root=work)
         message = str(exc.value)
     else:
-        if case.layer.startswith("train"):
-            base = {"model": str(tiny_model_dir), "train_file": str(PI1), "train_batch_size": 4, "n": 2,
-                    "max_response_length": 4, "engine": "hf", "total_steps": 1, "progress": False,
-                    "tensorboard": False}
+        if case.layer == "cli":
+            argv = made
+        elif case.layer.startswith("train"):
+            base = _base_run(tiny_model_dir)
             run_yaml = tmp_path / "in" / "RUN.yaml"
             run_yaml.parent.mkdir(exist_ok=True)
             if case.layer == "train-config":  # the case wrote RUN.yaml itself

@@ -185,6 +185,28 @@ def test_empty_labels_of_the_real_pools_are_trained_on(tmp_path, tiny_model_dir)
     assert step["acc/by_index"]["265"] == 1.0
 
 
+def test_rows_without_an_index_keep_their_position(tmp_path, tiny_model_dir, pi1_file):
+    """A missing extra_info (or index) is the row's position, as before the stricter checks of a given index."""
+    from oneshot_rlvr.data import load_train_rows
+    from oneshot_rlvr.modeling import load_tokenizer
+
+    rows = [json.loads(l) for l in pi1_file.read_text().splitlines()[:3]]
+    del rows[0]["extra_info"]
+    rows[1]["extra_info"] = {}
+    rows[2]["extra_info"]["index"] = 7
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded, _ = load_train_rows(f, load_tokenizer(str(tiny_model_dir)), 1024)
+    assert [r.index for r in loaded] == [0, 1, 7]
+
+
+def test_tokenizer_hub_id_is_not_taken_for_a_missing_directory():
+    from oneshot_rlvr.modeling import load_tokenizer
+
+    with pytest.raises(RlvrError, match="cannot load tokenizer from no-such-org/no-such-model"):  # offline: not found
+        load_tokenizer("no-such-org/no-such-model")
+
+
 def test_nan_loss_stops_before_the_update(tmp_path, tiny_model_dir, pi1_file, monkeypatch):
     from oneshot_rlvr import trainer as tr
 

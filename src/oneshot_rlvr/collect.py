@@ -13,6 +13,7 @@ or an asked run that does not exist is an error naming it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.fileio import write_atomic
 
 COLUMNS = ["model", "run", "step", "benchmark", "grader", "metric", "value"]
 GRADER_FREE = ("boxed_ratio", "reflection_ratio", "reflection_count", "mean_response_length")
@@ -114,12 +116,9 @@ def collect(results_dir: str | Path, runs: list[tuple[str, str]] | None = None) 
 
 
 def write_table(rows: list[dict], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "value": repr(r["value"])})
-    tmp.replace(path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "value": repr(r["value"])})
+    write_atomic(path, buf.getvalue())

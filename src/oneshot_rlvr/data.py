@@ -45,6 +45,8 @@ def iter_jsonl(path: str | Path):
 
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give the path of a JSONL data file")
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     rows = [rec for _, rec in iter_jsonl(path)]
@@ -53,24 +55,57 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
+# Row checks shared by the trainer's loader and the pool validator (trainset.validate_rows), so that a row
+# the workflow accepted is one the trainer accepts, and each wrong field is named rather than crashing later.
+def check_object(row, where: str) -> dict:
+    if not isinstance(row, dict):  # e.g. a JSON list or number on a line: row.get would be a bare error
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
 def row_messages(row: dict, prompt_key: str, where: str) -> list[dict]:
     prompt = row.get(prompt_key)
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]
     if not isinstance(prompt, list) or not prompt or not all(isinstance(m, dict) and "content" in m for m in prompt):
         raise DataError(f"{where}: '{prompt_key}' must be a non-empty list of chat messages")
-    if not any(str(m.get("content", "")).strip() for m in prompt):
+    for j, m in enumerate(prompt):  # the chat template would fail with a bare TypeError (or render the repr)
+        if not isinstance(m["content"], str):
+            raise DataError(f"{where}: {prompt_key}[{j}].content must be a string, got {type(m['content']).__name__}")
+    if not any(m["content"].strip() for m in prompt):
         raise DataError(f"{where}: empty prompt")
     return prompt
 
 
 def row_ground_truth(row: dict, where: str) -> str:
-    gt = (row.get("reward_model") or {}).get("ground_truth")
-    # an empty label is a label: DSR-sub (index 265) and MATH 7.5k (2 rows) have one and the authors trained on
-    # them (a response without \boxed{} extracts "" and scores 1 there: official-repo.md 2.2)
+    rm = row.get("reward_model")
+    if rm is not None and not isinstance(rm, dict):
+        raise DataError(f"{where}: reward_model must be an object {{\"ground_truth\": ...}}, got {type(rm).__name__}")
+    gt = (rm or {}).get("ground_truth")
     if gt is None:
         raise DataError(f"{where}: missing reward_model.ground_truth")
-    return str(gt)
+    # an empty label is a label: DSR-sub (index 265) and MATH 7.5k (2 rows) have one and the authors trained on
+    # them (a response without \boxed{} extracts "" and scores 1 there: official-repo.md 2.2). Anything but a
+    # string is refused, not str()-ed: ["4/3"] would become "['4/3']" and 27.0 "27.0", silently scoring 0
+    if not isinstance(gt, str):
+        raise DataError(f"{where}: reward_model.ground_truth must be a string, got {type(gt).__name__}")
+    return gt
+
+
+def row_index(row: dict, where: str, default: int | None = None) -> int:
+    """extra_info.index; `default` (if given) stands in for a missing extra_info or index."""
+    extra = row.get("extra_info")
+    if extra is not None and not isinstance(extra, dict):
+        raise DataError(f"{where}: no extra_info.index: extra_info is a {type(extra).__name__}, not an object")
+    index = (extra or {}).get("index")
+    if index is None:
+        if default is None:
+            raise DataError(f"{where}: missing extra_info.index (an integer)")
+        return default
+    # not int(): "a0" would be a bare ValueError and 0.5 silently index 0 (the accuracy history's key)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise DataError(f"{where}: extra_info.index must be an integer, got {index!r}")
+    return index
 
 
 def load_train_rows(path: str | Path, tokenizer, max_prompt_length: int, prompt_key: str = "prompt",
@@ -81,18 +116,17 @@ def load_train_rows(path: str | Path, tokenizer, max_prompt_length: int, prompt_
     dropped = 0
     for i, row in enumerate(raw):
         where = f"{path}: row {i}"
-        if not isinstance(row, dict):  # e.g. a JSON list or number on a line: row.get would be a bare error
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        check_object(row, where)
         messages = row_messages(row, prompt_key, where)
         gt = label_override if label_override is not None else row_ground_truth(row, where)
-        index = (row.get("extra_info") or {}).get("index", i)
+        index = row_index(row, where, default=i)
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
             ids = ids["input_ids"]
         if len(ids) > max_prompt_length:
             dropped += 1
             continue
-        rows.append(TrainRow(index=int(index), prompt_ids=list(ids), ground_truth=gt,
+        rows.append(TrainRow(index=index, prompt_ids=list(ids), ground_truth=gt,
                              data_source=str(row.get("data_source", ""))))
     return rows, dropped
 

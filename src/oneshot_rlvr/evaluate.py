@@ -17,11 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +35,8 @@ from oneshot_rlvr.benchmarks import (
     stop_token_ids,
 )
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
+from oneshot_rlvr.fileio import write_atomic, write_jsonl_atomic
+from oneshot_rlvr.modeling import weight_files
 from oneshot_rlvr.prompts import build_prompt
 
 GRADERS: tuple[str, ...] = ("qwen", "math_verify", "deepscaler", "deepscaler_think")
@@ -199,39 +199,8 @@ def summarize(
 # --------------------------------------------------------------------------- atomic files
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write via a temp file in the same directory + fsync + os.replace: readers see old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def atomic_write_json(path: Path | str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def atomic_write_jsonl(path: Path | str, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 # --------------------------------------------------------------------------- model helpers
@@ -389,7 +358,7 @@ def evaluate_benchmark(
     summary = summarize(rows, opts.graders, benchmark=benchmark, model=model, k=dec.n_samples, decoding=decoding)
     summary["checkpoint"] = checkpoint_fingerprint(model)
     bench_dir = Path(out_dir) / benchmark
-    atomic_write_jsonl(bench_dir / "samples.jsonl", rows)
+    write_jsonl_atomic(bench_dir / "samples.jsonl", rows)
     atomic_write_json(bench_dir / "summary.json", summary)  # last: its existence marks completion
     return summary
 
@@ -408,13 +377,6 @@ def check_model(model: str) -> None:
 _SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit", "dtype")
 
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-def _weight_files(model_dir: Path) -> list[Path]:
-    return [f for f in model_dir.iterdir() if f.is_file() and f.suffix in _WEIGHT_SUFFIXES]
-
-
 def checkpoint_fingerprint(model: str) -> str | None:
     """Identity of a local checkpoint: sha1 over (name, size, mtime) of its weight files and config.
 
@@ -425,7 +387,7 @@ def checkpoint_fingerprint(model: str) -> str | None:
     if not p.is_dir():
         return None
     h = hashlib.sha1()
-    for f in sorted([*_weight_files(p), p / "config.json"]):
+    for f in sorted([*weight_files(p), p / "config.json"]):
         if f.is_file():
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
@@ -529,7 +491,7 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
         from oneshot_rlvr.rollout import make_engine
 
         local = Path(model)
-        if local.is_dir() and not _weight_files(local):
+        if local.is_dir() and not weight_files(local):
             # (checked only now: a finished evaluation is read back without the weights)
             raise DataError(f"--model {model}: no weight files (*.safetensors, *.bin, *.pt, *.pth) in the directory")
 

@@ -41,14 +41,28 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def check_model_path(path: str, key: str = "model", root: str | Path | None = None, hint: str = "") -> None:
-    """A local path must be a model dir; anything that is not a path is taken as a hub id (org/name).
-    `root`: where relative paths are taken from (default: the working directory); `hint` ends the
-    not-found message."""
+def _local_path(path: str, root: str | Path | None = None) -> Path | None:
+    """The local path `path` names, or None for a hub id (org/name that is not a local path).
+    `root`: where relative paths are taken from (default: the working directory)."""
     p = Path(path)
     local = p if root is None or p.is_absolute() else Path(root) / p
     looks_local = p.is_absolute() or path.startswith(".") or local.exists() or path.count("/") != 1
-    if looks_local:
+    return local if looks_local else None
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The weight files of a local model directory (what identifies a checkpoint, with its config.json)."""
+    return [f for f in model_dir.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES]
+
+
+def check_model_path(path: str, key: str = "model", root: str | Path | None = None, hint: str = "") -> None:
+    """A local path must be a model dir; anything that is not a path is taken as a hub id (org/name).
+    `root`: as _local_path; `hint` ends the not-found message."""
+    local = _local_path(path, root)
+    if local is not None:
         if not local.is_dir():
             raise ConfigError(f"config key '{key}': model directory not found: {path}{hint}")
         if not (local / "config.json").is_file():
@@ -58,6 +72,9 @@ def check_model_path(path: str, key: str = "model", root: str | Path | None = No
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
+    local = _local_path(path)
+    if local is not None and not local.is_dir():  # else transformers takes it for a malformed hub id
+        raise ConfigError(f"tokenizer directory not found: {path}")
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except OSError as exc:

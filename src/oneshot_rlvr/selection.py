@@ -13,6 +13,7 @@ so the ranking can come from a run of this project instead of the shipped file.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 
 from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.fileio import write_atomic
 
 RANKING_COLUMNS = ["pi_rank", "dsr_sub_index", "hist_std", "hist_var", "hist_mean_acc", "n_epochs_recorded",
                    "ground_truth"]
@@ -91,16 +93,13 @@ def rank_examples(history: dict[str, list[float]]) -> list[RankedExample]:
 
 def write_ranking(ranking: list[RankedExample], path: str | Path, labels: dict[int, str] | None = None) -> None:
     """Write the ranking CSV in the same columns as resources/selection/hvs_ranking_*.csv (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(RANKING_COLUMNS)
-        for ex in ranking:
-            w.writerow([ex.pi_rank, ex.index, repr(ex.hist_std), repr(ex.hist_std ** 2), repr(ex.hist_mean_acc),
-                        ex.n_epochs, (labels or {}).get(ex.index, "")])
-    tmp.replace(path)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RANKING_COLUMNS)
+    for ex in ranking:
+        w.writerow([ex.pi_rank, ex.index, repr(ex.hist_std), repr(ex.hist_std ** 2), repr(ex.hist_mean_acc),
+                    ex.n_epochs, (labels or {}).get(ex.index, "")])
+    write_atomic(path, buf.getvalue())
 
 
 def read_ranking(path: str | Path) -> list[int]:

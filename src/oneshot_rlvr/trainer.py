@@ -43,9 +43,10 @@ from oneshot_rlvr import algos, packing
 from oneshot_rlvr.config import RunConfig, resume_conflicts
 from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError, TrainingError
+from oneshot_rlvr.fileio import write_atomic
 from oneshot_rlvr.head import fused_logp_entropy, reference_logp_entropy
 from oneshot_rlvr.learner import Learner, lr_factor  # noqa: F401  (lr_factor: the trainer's schedule, re-exported)
-from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype
+from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype, weight_files
 from oneshot_rlvr.retention import remove_dir
 from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
 
@@ -253,15 +254,6 @@ def shard_rows(items: list, rank: int, world: int) -> list:
     """Contiguous share of prompt rows for one rank; a GRPO group (one row × n) never spans ranks."""
     per = -(-len(items) // world)
     return items[rank * per:(rank + 1) * per]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -933,7 +925,7 @@ class GRPOTrainer:
         # ranks racing on one temporary file lost the rename (seen in a 2-rank resume, about 1 run in 4)
         if main and metrics.exists():
             lines = metrics.read_text().splitlines()[: blob["metrics_lines"]]
-            _atomic_write_text(metrics, "".join(line + "\n" for line in lines))
+            write_atomic(metrics, "".join(line + "\n" for line in lines))
         return step
 
     # -- the loop ----------------------------------------------------------------------------
@@ -962,9 +954,9 @@ class GRPOTrainer:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             # only now: config.yaml describes the whole run, so a refused resume must leave it as it was
-            _atomic_write_text(self.out / "config.yaml", _yaml_dump(cfg.to_dict()))
+            write_atomic(self.out / "config.yaml", _yaml_dump(cfg.to_dict()))
             if start == 0:  # (a run resumed from before inputs.json existed keeps having none: unknown inputs)
-                _atomic_write_text(self.out / "inputs.json", json.dumps(input_fingerprints(cfg), indent=1) + "\n")
+                write_atomic(self.out / "inputs.json", json.dumps(input_fingerprints(cfg), indent=1) + "\n")
             if start < cfg.total_steps and (self.out / "done.json").exists():
                 # extending a finished run: it is not done until the new final step (as Snakemake, which
                 # deletes a job's declared output before rerunning it)
@@ -1063,7 +1055,7 @@ class GRPOTrainer:
                 self.reward_fn.close()
         if not main:
             return last
-        _atomic_write_text(self.out / "done.json",
+        write_atomic(self.out / "done.json",
                            json.dumps({"steps": sorted(set(saved)), "final_step": cfg.total_steps}, indent=1))
         if not cfg.save_optimizer and (self.out / "state").is_dir():
             remove_dir(self.out / "state")  # only needed to resume or extend; never left half-deleted
@@ -1117,8 +1109,6 @@ def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
     there). Hub ids and missing paths are left out: nothing to compare."""
     import hashlib
 
-    from oneshot_rlvr.evaluate import _weight_files
-
     out = {}
     if Path(cfg.train_file).is_file():
         out["train_file"] = hashlib.sha256(Path(cfg.train_file).read_bytes()).hexdigest()
@@ -1127,7 +1117,7 @@ def input_fingerprints(cfg: RunConfig) -> dict[str, str]:
         if not path or not Path(path).is_dir():
             continue
         h = hashlib.sha256()
-        for f in sorted([*_weight_files(Path(path)), Path(path) / "config.json"]):
+        for f in sorted([*weight_files(Path(path)), Path(path) / "config.json"]):
             if f.is_file():
                 size = f.stat().st_size
                 with open(f, "rb") as fh:

@@ -16,14 +16,14 @@ Pure functions over verl-format rows (dicts); the JSONL reader/writer here is li
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
-from oneshot_rlvr.data import read_jsonl
+from oneshot_rlvr.data import check_object, read_jsonl, row_ground_truth, row_index, row_messages
 from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.fileio import write_jsonl_atomic
 
 
 # --------------------------------------------------------------------------------------- I/O
@@ -37,23 +37,11 @@ def validate_rows(rows: list[dict], where: str, unique_index: bool = True) -> No
     seen: dict[int, int] = {}
     for lineno, row in enumerate(rows, 1):
         at = f"{where}: line {lineno}"
-        if not isinstance(row, dict):
-            raise DataError(f"{at}: expected a JSON object")
-        prompt = row.get("prompt")
-        if isinstance(prompt, str):
-            ok = bool(prompt.strip())
-        else:
-            ok = isinstance(prompt, list) and bool(prompt) and all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) for m in prompt)
-        if not ok:
-            raise DataError(f"{at}: 'prompt' must be a non-empty list of chat messages")
-        gt = (row.get("reward_model") or {}).get("ground_truth") if isinstance(row.get("reward_model"), dict) else None
-        # an empty label is kept: the authors' pool has one (dsr_sub line 266) and trained with it
-        if not isinstance(gt, str):
-            raise DataError(f"{at}: missing reward_model.ground_truth (a string)")
-        index = (row.get("extra_info") or {}).get("index") if isinstance(row.get("extra_info"), dict) else None
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise DataError(f"{at}: extra_info.index must be an integer")
+        # the trainer's own row checks (an empty label is kept: the authors' pool has one, dsr_sub line 266)
+        check_object(row, at)
+        row_messages(row, "prompt", at)
+        row_ground_truth(row, at)
+        index = row_index(row, at)  # required here: the pool's indices key the history and the ranking
         if unique_index:
             if index in seen:
                 raise DataError(f"{at}: extra_info.index {index} repeats line {seen[index]}")
@@ -62,13 +50,7 @@ def validate_rows(rows: list[dict], where: str, unique_index: bool = True) -> No
 
 def write_rows(rows: list[dict], path: str | Path) -> None:
     """Write JSONL atomically (a crash never leaves a half-written train set behind)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    write_jsonl_atomic(path, rows)
 
 
 def ground_truth(row: dict) -> str:

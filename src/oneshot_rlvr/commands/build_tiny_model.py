@@ -16,6 +16,8 @@ def run(args) -> int:
     from oneshot_rlvr.errors import ConfigError
     from oneshot_rlvr.modeling import TINY_SHAPE, build_tiny_model
 
+    if not 0 <= args.seed < 2**64:  # torch.manual_seed's range; beyond it a bare "ValueError: Overflow"
+        raise ConfigError(f"--seed must be in 0 .. 2**64-1, got {args.seed}")
     # `is not None`, not truthiness: 0 must be an error, not silently the default shape
     shape = {}
     if args.hidden_size is not None:

@@ -21,10 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from oneshot_rlvr.fileio import check_out_dir
     from oneshot_rlvr.report.figures import FIGURES, make_figures
     from oneshot_rlvr.report.longtable import graders_in, load_metrics
     from oneshot_rlvr.report.tables import resolve_main_model
 
+    check_out_dir(args.out)  # before loading: make_figures would fail with a bare FileExistsError
     names = list(FIGURES) if not args.figures else [f.strip() for f in args.figures.split(",") if f.strip()]
     unknown = [n for n in names if n not in FIGURES]
     if unknown:

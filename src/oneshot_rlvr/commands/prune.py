@@ -22,14 +22,15 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from oneshot_rlvr.fileio import check_out_file, write_atomic
     from oneshot_rlvr.retention import prune
 
+    if args.out:  # before deleting anything: a bad --out must not cost checkpoints and then fail
+        check_out_file(args.out, "--out")
     benchmarks = [b for b in (args.benchmarks or "").split(",") if b]
     report = prune(args.run_dir, args.policy, args.dry_run, benchmarks or None, keep_optimizer=args.keep_optimizer)
     text = json.dumps(report, indent=1)
     if args.out:  # atomically: the workflow marker exists only once the pruning is finished
-        from oneshot_rlvr.evaluate import atomic_write_text
-
-        atomic_write_text(args.out, text + "\n")
+        write_atomic(args.out, text + "\n")
     print(text)
     return 0

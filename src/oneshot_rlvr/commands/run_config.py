@@ -14,22 +14,18 @@ def add_arguments(p):
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
     import yaml
 
     from oneshot_rlvr.config import from_dict
     from oneshot_rlvr.errors import ConfigError
+    from oneshot_rlvr.fileio import write_atomic
 
     try:
         values = json.loads(args.values)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--values is not valid JSON: {exc.msg}") from None
     rc = from_dict(values, source="--values")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(rc.to_dict(), sort_keys=False))
-    tmp.replace(out)
-    print(f"run config -> {out}")
+    write_atomic(args.out, yaml.safe_dump(rc.to_dict(), sort_keys=False))
+    print(f"run config -> {args.out}")
     return 0

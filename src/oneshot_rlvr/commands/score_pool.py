@@ -18,9 +18,9 @@ def add_arguments(p):
 
 def run(args) -> int:
     import json
-    from pathlib import Path
 
     from oneshot_rlvr.errors import DataError
+    from oneshot_rlvr.fileio import write_atomic
     from oneshot_rlvr.selection import history_from_metrics, load_history, pool_labels
 
     history = load_history(args.history) if args.history else history_from_metrics(args.metrics, args.up_to_step)
@@ -28,10 +28,6 @@ def run(args) -> int:
     missing = [k for k in history if int(k) not in pool_index]
     if missing:
         raise DataError(f"{args.history or args.metrics}: index {missing[0]} is not in the pool {args.pool}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(history, indent=1))  # key order kept: it breaks ranking ties
-    tmp.replace(out)
-    print(f"history of {len(history)} pool examples -> {out}")
+    write_atomic(args.out, json.dumps(history, indent=1))  # key order kept: it breaks ranking ties
+    print(f"history of {len(history)} pool examples -> {args.out}")
     return 0

@@ -7,7 +7,6 @@ Writes `<out>/<table>.md`, `.tex` (booktabs) and `.csv` for Tables 1, 3, 4, 5, 8
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from oneshot_rlvr.errors import ConfigError
 
@@ -26,11 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from oneshot_rlvr.fileio import check_out_dir, write_atomic
     from oneshot_rlvr.report import render
-    from oneshot_rlvr.report.io import write_text_atomic
     from oneshot_rlvr.report.longtable import RunIndex, graders_in, load_metrics
     from oneshot_rlvr.report.tables import TABLES, build_table, resolve_main_model
 
+    out = check_out_dir(args.out)  # before loading: the first write would fail with a bare FileExistsError
     names = list(TABLES) if not args.tables else [t.strip() for t in args.tables.split(",") if t.strip()]
     unknown = [n for n in names if n not in TABLES]
     if unknown:
@@ -40,17 +40,16 @@ def run(args: argparse.Namespace) -> int:
     if graders and args.grader not in graders:
         raise ConfigError(f"--grader {args.grader!r}: no accuracy rows for it in {args.metrics} (graders: {', '.join(graders)})")
     main_model = resolve_main_model(metrics, args.model)
-    out = Path(args.out)
     index = RunIndex(metrics)
     pages = []
     for name in sorted(names, key=lambda n: TABLES[n].number):
         table = build_table(TABLES[name], index, grader=args.grader, main_model=main_model)
         md = render.to_markdown(table)
-        write_text_atomic(out / f"{name}.md", md)
-        write_text_atomic(out / f"{name}.tex", render.to_latex(table))
-        write_text_atomic(out / f"{name}.csv", render.to_csv(table))
+        write_atomic(out / f"{name}.md", md)
+        write_atomic(out / f"{name}.tex", render.to_latex(table))
+        write_atomic(out / f"{name}.csv", render.to_csv(table))
         pages.append(md)
         c = table.counts()
         print(f"{name}: {c['complete']}/{len(table.rows)} runs complete -> {out / name}.{{md,tex,csv}}")
-    write_text_atomic(out / "tables.md", "# Tables (ours vs the paper)\n\n" + "\n".join(pages))
+    write_atomic(out / "tables.md", "# Tables (ours vs the paper)\n\n" + "\n".join(pages))
     return 0

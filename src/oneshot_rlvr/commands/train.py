@@ -20,11 +20,13 @@ def run(args) -> int:
     import yaml
 
     from oneshot_rlvr.config import load_run_config, parse_overrides
+    from oneshot_rlvr.fileio import check_out_dir
 
     cfg = load_run_config(args.config, parse_overrides(args.overrides))
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
+    check_out_dir(args.out)  # before the model is loaded: the trainer would fail only when it first writes
     from oneshot_rlvr.trainer import train
 
     last = train(cfg, args.out, restart_stale=args.restart_stale)

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Iterator
 
 from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.fileio import write_atomic, write_jsonl_atomic
 from oneshot_rlvr.toy.tasks import CATEGORIES, INSTRUCTION, LEVELS, SUBJECTS, Item, make_item, sample_item
 
 WORLD_VERSION = 1
@@ -119,7 +119,7 @@ def make_world(out: Path, seed: int, pool_size: int = 256, test_per_category: in
     # problems of every category, balanced over levels as each category file is
     files["eval/toy/test.jsonl"] = [row for group in zip(*per_cat) for row in group]
     for rel, rows in files.items():
-        write_jsonl(out / rel, rows)
+        write_jsonl_atomic(out / rel, rows)
 
     from oneshot_rlvr.toy.tokenizer import build_tokenizer
 
@@ -135,7 +135,7 @@ def make_world(out: Path, seed: int, pool_size: int = 256, test_per_category: in
         "tokenizer_vocab": len(tok),
         "sha256": {rel: _sha256(out / rel) for rel in files},
     }
-    _atomic_write(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -150,10 +150,6 @@ def load_manifest(world: Path) -> dict:
 
 
 # --- small IO helpers ---------------------------------------------------------------------------
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
 def read_jsonl(path: Path) -> list[dict]:
     rows = []
     try:
@@ -167,13 +163,6 @@ def read_jsonl(path: Path) -> list[dict]:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     return rows
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _sha256(path: Path) -> str:
