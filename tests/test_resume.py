@@ -249,6 +249,27 @@ def test_resume_under_a_different_config_is_refused_before_writing(tmp_path, two
 
 
 @pytest.mark.slow
+def test_unreadable_state_is_an_error_naming_it(tmp_path, two_step_run, capsys):
+    """A truncated trainer.pt (a bad copy, a disk error) stops the rerun with one line naming the file and
+    what to do, not a torch traceback; nothing in the run changes."""
+    from oneshot_rlvr import cli
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "run", done=False)
+    pt = out / "state" / "step_2" / "trainer.pt"
+    pt.write_bytes(pt.read_bytes()[: pt.stat().st_size // 2])
+    run_yaml = tmp_path / "RUN.yaml"
+    run_yaml.write_text(yaml.safe_dump(cfg.to_dict()))
+    before = _tree(out)
+    rc = cli.main(["train", "--config", str(run_yaml), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert str(pt) in line and "cannot be read" in line and str(pt.parent) in line, line
+    assert _tree(out) == before
+
+
+@pytest.mark.slow
 def test_complete_run_is_left_untouched(tmp_path, two_step_run, capsys):
     """Rerunning a finished run (state kept) with its config, logging/speed keys changed, does nothing:
     no file is rewritten (config.yaml and done.json were before), and it says so."""

@@ -94,7 +94,7 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     assert main(["select-best", "--run-dir", str(run), "--out", str(tmp_path / "b.json")]) == 2
     assert "step_20/aime24/summary.json" in capsys.readouterr().err
     bad.unlink()
-    with pytest.raises(DataError, match="grader 'deepscaler'"):
+    with pytest.raises(DataError, match=r"grader 'deepscaler' \(--grader; graded here: qwen\)"):
         read_table(run, "deepscaler")
     assert main(["select-best", "--run-dir", str(run), "--out", str(tmp_path / "b.json"), "--benchmarks", "gsm8k"]) == 2
     assert "gsm8k" in capsys.readouterr().err

@@ -256,6 +256,20 @@ def shard_rows(items: list, rank: int, world: int) -> list:
     return items[rank * per:(rank + 1) * per]
 
 
+def _load_state(state_dir: Path, device, mmap: bool = False) -> dict:
+    """A saved state's trainer.pt; an unreadable one (a truncated copy, a disk error: states are written to a
+    temp dir and renamed, so a killed run never leaves one) is an error naming it, not a torch traceback."""
+    f = state_dir / "trainer.pt"
+    try:
+        blob = torch.load(f, map_location=device, mmap=mmap, weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by how it is broken
+        raise TrainingError(f"{f}: the resumable state cannot be read ({type(exc).__name__}: {exc}); move "
+                            f"{state_dir} away to resume from the state before it, or train into another --out") from None
+    if not isinstance(blob, dict):
+        raise TrainingError(f"{f}: not a trainer state (a {type(blob).__name__})")
+    return blob
+
+
 def _fsync_dir(path: Path) -> None:
     for f in sorted(path.rglob("*")):
         if f.is_file():
@@ -845,8 +859,7 @@ class GRPOTrainer:
         if done_path.is_file():
             final = _read_done(done_path)["final_step"]
             if recorded is None and state is not None:  # (no config.yaml: the state's copy is the record)
-                recorded = torch.load(state[1] / "trainer.pt", map_location="cpu", mmap=True,
-                                      weights_only=False).get("config")
+                recorded = _load_state(state[1], "cpu", mmap=True).get("config")
             if recorded is None:
                 raise ConfigError(f"{out}: a finished run (done.json) without config.yaml: cannot tell which "
                                   "config it was trained with; train into another --out")
@@ -862,7 +875,7 @@ class GRPOTrainer:
                                   "--keep-optimizer none` or `save_optimizer: false`); train into another --out")
             return False
         if state is not None:
-            saved = torch.load(state[1] / "trainer.pt", map_location="cpu", mmap=True, weights_only=False)
+            saved = _load_state(state[1], "cpu", mmap=True)
             _refuse_state(out, *state, saved, cfg)
             return False
         ckpts = [int(p.name[5:]) for p in (out / "checkpoints").glob("step_*") if p.name[5:].isdigit()]
@@ -889,7 +902,7 @@ class GRPOTrainer:
         blob = path = None
         if found is not None:
             step, path = found
-            blob = torch.load(path / "trainer.pt", map_location=self.device, weights_only=False)
+            blob = _load_state(path, self.device)
             _refuse_state(self.out, step, path, blob, self.cfg)  # before anything is written or loaded
         # half-written states / checkpoints of a killed run are never loaded, only removed
         if main:

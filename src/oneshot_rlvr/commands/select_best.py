@@ -89,7 +89,8 @@ def read_table(run_dir: Path, grader: str) -> dict[int, dict[str, float]]:
                 raise DataError(f"{summary}: not valid JSON ({exc.msg})") from None
             acc = data.get("accuracy") if isinstance(data, dict) else None
             if not isinstance(acc, dict) or grader not in acc:
-                raise DataError(f"{summary}: no accuracy for grader {grader!r}")
+                known = ", ".join(acc) if isinstance(acc, dict) and acc else "none"
+                raise DataError(f"{summary}: no accuracy for grader {grader!r} (--grader; graded here: {known})")
             value = acc[grader]
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise DataError(f"{summary}: accuracy[{grader!r}] is not a number")
