@@ -40,7 +40,9 @@ def iter_jsonl(path: str | Path):
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg}); truncated file?") from None
+                hint = ("; a pretty-printed JSON document? JSONL is one JSON object per line"
+                        if lineno == 1 and line.strip() in ("[", "{") else "; truncated file?")
+                raise DataError(f"{path}: line {lineno} is not valid JSON ({exc.msg}){hint}") from None
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -59,7 +61,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
 # the workflow accepted is one the trainer accepts, and each wrong field is named rather than crashing later.
 def check_object(row, where: str) -> dict:
     if not isinstance(row, dict):  # e.g. a JSON list or number on a line: row.get would be a bare error
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        hint = " (a JSON array? JSONL is one JSON object per line)" if isinstance(row, list) else ""
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}{hint}")
     return row
 
 
