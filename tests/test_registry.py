@@ -170,6 +170,14 @@ def _edited(base, edit):
     return cfg
 
 
+TOY = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())  # score_pool.source: run
+
+
+def _big_batch_variant(c):
+    c["variants"]["big"] = {"train_batch_size": 16, "ppo_mini_batch_size": 16}
+    c["experiments"]["demo"]["runs"].append("pi1--big")
+
+
 # What the dry run used to accept and only the job rejected (or worse: results/<..>/ is the repo root).
 @pytest.mark.parametrize("base, edit, message", [
     (PAPER, lambda c: c.update(name=".."), "config key 'name': '..' does not match"),
@@ -197,6 +205,15 @@ def _edited(base, edit):
      "config key 'evaluation.extra_args': '--grader-workrs 4': unrecognized arguments: --grader-workrs 4"),
     (PAPER, lambda c: c["evaluation"].update(extra_args="--dtype fp8"),
      "config key 'evaluation.extra_args': '--dtype fp8': argument --dtype: invalid choice"),
+    # failures make-train-set, the trainer or the ranking would hit in a job
+    (DEMO, lambda c: c["datasets"]["pi1"].update(seed=-1), "config key 'datasets.pi1.seed': -1 is less than the minimum"),
+    (DEMO, lambda c: c["datasets"]["pi1"].update(label_noise=0.5, noise_seed=-3), "config key 'datasets.pi1.noise_seed'"),
+    (DEMO, _big_batch_variant, "config key 'variants.big.train_batch_size': 16 > the 4 rows of few-shot dataset 'pi1'"),
+    (DEMO, lambda c: c["models"]["tiny"].update(recipe={"train_batch_size": 16, "ppo_mini_batch_size": 16}),
+     "config key 'models.tiny.recipe.train_batch_size': 16 > the 4 rows of few-shot dataset"),
+    # the run-based ranking holds at most up_to_step x train_batch_size examples (2 x 8 of the 64-example pool)
+    (TOY, lambda c: (c["score_pool"].update(up_to_step=2), c["datasets"].update(far={"ranks": [1, 17]})),
+     "config key 'datasets.far.ranks[1]': pi rank 17 > the at most 16 examples ranked by the scoring run toy/toy_pool"),
 ])
 def test_job_time_failures_are_caught_at_plan_time(base, edit, message):
     with pytest.raises(ConfigError) as exc:
@@ -214,14 +231,6 @@ def test_model_paths_that_stay_accepted():
     assert plan_of(cfg)
     cfg = _edited(PAPER, lambda c: c.update(commands={"train": "torchrun --nproc_per_node={gpus} -m x train"}))
     assert plan_of(cfg).cfg["commands"]["train"].format(gpus=2).startswith("torchrun --nproc_per_node=2 ")
-
-
-TOY = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())  # score_pool.source: run
-
-
-def _big_batch_variant(c):
-    c["variants"]["big"] = {"train_batch_size": 16, "ppo_mini_batch_size": 16}
-    c["experiments"]["demo"]["runs"].append("pi1--big")
 
 
 # global recipe keys that every run takes from elsewhere (resolve_run_config) would be silently lost
@@ -272,23 +281,6 @@ def test_per_model_and_per_run_overrides_stay_accepted():
 def test_eval_extra_args_cannot_override_the_rule_or_fail_every_job(base, extra, message):
     with pytest.raises(ConfigError) as exc:
         plan_of(_edited(base, lambda c: c["evaluation"].update(extra_args=extra)))
-    assert message in str(exc.value)
-
-
-# failures make-train-set, the trainer or the ranking would hit in a job
-@pytest.mark.parametrize("base, edit, message", [
-    (DEMO, lambda c: c["datasets"]["pi1"].update(seed=-1), "config key 'datasets.pi1.seed': -1 is less than the minimum"),
-    (DEMO, lambda c: c["datasets"]["pi1"].update(label_noise=0.5, noise_seed=-3), "config key 'datasets.pi1.noise_seed'"),
-    (DEMO, _big_batch_variant, "config key 'variants.big.train_batch_size': 16 > the 4 rows of few-shot dataset 'pi1'"),
-    (DEMO, lambda c: c["models"]["tiny"].update(recipe={"train_batch_size": 16, "ppo_mini_batch_size": 16}),
-     "config key 'models.tiny.recipe.train_batch_size': 16 > the 4 rows of few-shot dataset"),
-    # the run-based ranking holds at most up_to_step x train_batch_size examples (2 x 8 of the 64-example pool)
-    (TOY, lambda c: (c["score_pool"].update(up_to_step=2), c["datasets"].update(far={"ranks": [1, 17]})),
-     "config key 'datasets.far.ranks[1]': pi rank 17 > the at most 16 examples ranked by the scoring run toy/toy_pool"),
-])
-def test_job_time_data_failures_are_caught_at_plan_time(base, edit, message):
-    with pytest.raises(ConfigError) as exc:
-        plan_of(_edited(base, edit))
     assert message in str(exc.value)
 
 
