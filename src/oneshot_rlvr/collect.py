@@ -3,7 +3,8 @@
 Columns `model, run, step, benchmark, grader, metric, value`:
 - evaluation rows from `runs/<model>/<run>/eval/step_<k>/<bench>/summary.json` (accuracy and
   pass_at_k per grader, accuracy/<subject> per grader, grader-independent boxed_ratio,
-  reflection_ratio, reflection_count, mean_response_length with grader "");
+  reflection_ratio, reflection_count, mean_response_length (and tool_call_ratio where the harness's tool-call
+  loop ran) with grader "");
 - training rows from `runs/<model>/<run>/train/metrics.jsonl` (benchmark "train", grader "", every
   numeric key of each step's record).
 Partial trees are fine: whatever exists is collected. A malformed file, a missing results directory
@@ -24,7 +25,7 @@ from oneshot_rlvr.errors import DataError
 from oneshot_rlvr.fileio import write_atomic
 
 COLUMNS = ["model", "run", "step", "benchmark", "grader", "metric", "value"]
-GRADER_FREE = ("boxed_ratio", "reflection_ratio", "reflection_count", "mean_response_length")
+GRADER_FREE = ("boxed_ratio", "reflection_ratio", "reflection_count", "mean_response_length", "tool_call_ratio")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 

@@ -34,6 +34,7 @@ from oneshot_rlvr.benchmarks import (
     protocol_decoding,
     stop_token_ids,
 )
+from oneshot_rlvr import pytool
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
 from oneshot_rlvr.fileio import write_atomic, write_jsonl_atomic
 from oneshot_rlvr.modeling import weight_files
@@ -68,6 +69,8 @@ class EvalOptions:
     grader_timeout: float = GRADER_TIMEOUT_S
     save_token_ids: bool = False
     show_progress: bool = True
+    max_func_call: int = 0  # the harness's tool-call rounds (paper: 4); 0 = never execute model output
+    tool_timeout: float = pytool.TIMEOUT_S  # seconds per executed program (harness: 5)
 
     def validate(self) -> None:
         if self.engine not in ENGINES:
@@ -98,6 +101,13 @@ class EvalOptions:
             raise ConfigError(f"--limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.max_func_call < 0:
+            raise ConfigError(f"--max-func-call must be >= 0 (0 = no tool calls), got {self.max_func_call}")
+        if self.max_func_call and self.protocol != "harness":
+            raise ConfigError(f"--max-func-call: the {self.protocol} protocol's evaluator has no tool-call loop "
+                              "(only the Qwen2.5-Math harness runs one); pass --max-func-call 0")
+        if not (math.isfinite(self.tool_timeout) and self.tool_timeout > 0):
+            raise ConfigError(f"--tool-timeout must be a finite number of seconds > 0, got {self.tool_timeout}")
         build_prompt("", self.prompt_type)  # raises ConfigError naming an unknown prompt type
 
 
@@ -184,6 +194,9 @@ def summarize(
     summary["reflection_ratio"] = 100.0 * summary["reflection_count"] / n_rows
     summary["mean_response_length"] = sum(s["n_tokens"] for s in samples) / n_rows
     summary["truncated_ratio"] = 100.0 * sum(s["finish_reason"] == "length" for s in samples) / n_rows
+    if any("tool_calls" in s for s in samples):  # the tool-call loop ran (--max-func-call > 0)
+        summary["tool_calls"] = sum(s.get("tool_calls", 0) for s in samples)
+        summary["tool_call_ratio"] = 100.0 * sum(s.get("tool_calls", 0) > 0 for s in samples) / n_rows
     status_counts: dict[str, dict[str, int]] = {}
     for g in graders:
         counts: dict[str, int] = defaultdict(int)
@@ -274,6 +287,87 @@ def prepare_benchmark(benchmark: str, tokenizer, opts: EvalOptions) -> Prepared:
     return Prepared(benchmark, problems, prompts, prompt_ids, decoding_for(benchmark, opts))
 
 
+def _sampling(dec: Decoding, n: int, seed: int, stop: list[str], stop_token_ids: list[int]):
+    from oneshot_rlvr.rollout import SamplingConfig
+
+    return SamplingConfig(n=n, temperature=dec.temperature, top_p=dec.top_p, max_tokens=dec.max_new_tokens,
+                          seed=seed, stop=list(stop), stop_token_ids=list(stop_token_ids))
+
+
+# Continuation round r's generate calls are seeded from seed + r * _ROUND_SEEDS + batch index, apart from
+# the first round's seed + batch index.
+_ROUND_SEEDS = 1_000_000
+
+
+def _tool_call_loop(engine, tokenizer, rows: list[dict], dec: Decoding, opts: EvalOptions, stop: list[str],
+                    stop_token_ids: list[int], context_len: int, benchmark: str) -> None:
+    """The harness's tool-call loop over `rows` (their first generation done), in place.
+
+    Each round (up to opts.max_func_call): a generation without "boxed" that ends with ``` gets its program
+    (`pytool.extract_program` of prompt + response so far) executed and the output block appended; after the
+    last round's execution "\nReach max function call limit." is appended instead of generating again.
+    Otherwise the whole text is re-tokenised and continued, one sample per row, with a fresh budget of
+    max_new_tokens (the harness's max_tokens_per_call) capped at the model's context; a text that fills the
+    context gets no continuation (vLLM 0.6.3 ignored such a prompt). Every generation is right-stripped, the
+    final response stripped and cut at the first stop string, as the harness. `n_tokens` / `token_ids` count
+    generated tokens only (not the tool outputs); `tool_calls` is the number of executed programs.
+    """
+    texts = [r["response"].rstrip() for r in rows]
+    active = list(range(len(rows)))
+    last = list(texts)  # each row's latest generation
+    for r in rows:
+        r["tool_calls"] = 0
+    for epoch in range(opts.max_func_call):
+        pending = [i for i in active if pytool.needs_execution(last[i])]
+        if not pending:
+            break
+        programs = [pytool.extract_program(rows[i]["prompt"] + texts[i]) for i in pending]
+        with _progress(len(programs), f"tool calls {benchmark} ({epoch + 1})", opts.show_progress) as bar:
+            results = []
+            for start in range(0, len(programs), max(1, opts.batch_size)):
+                chunk = programs[start:start + opts.batch_size]
+                results += pytool.run_programs(chunk, timeout=opts.tool_timeout, workers=opts.grader_workers)
+                bar.update(len(chunk))
+        final_round = epoch == opts.max_func_call - 1
+        for i, (res, report) in zip(pending, results):
+            texts[i] += pytool.output_block(res, report) + (pytool.LIMIT_NOTE if final_round else "")
+            rows[i]["tool_calls"] += 1
+        if final_round:
+            break
+        ids = [list(tokenizer(rows[i]["prompt"] + texts[i], add_special_tokens=False)["input_ids"]) for i in pending]
+        caps = [min(dec.max_new_tokens, context_len - len(x)) for x in ids]
+        for i, cap in zip(pending, caps):
+            last[i] = ""
+            if cap < 1:
+                rows[i]["finish_reason"] = "length"
+        todo = [k for k, cap in enumerate(caps) if cap >= 1]
+        for b, start in enumerate(range(0, len(todo), opts.batch_size)):
+            chunk = todo[start:start + opts.batch_size]
+            cfg = _sampling(dec, 1, dec.seed + (epoch + 1) * _ROUND_SEEDS + b, stop, stop_token_ids)
+            cfg.max_tokens = max(caps[k] for k in chunk)
+            outs = engine.generate([ids[k] for k in chunk], cfg)
+            if len(outs) != len(chunk) or any(len(o) != 1 for o in outs):
+                raise RlvrError(f"{benchmark}: engine returned a wrong number of completions")
+            for k, (c,) in zip(chunk, outs):
+                i, toks, text, finish = pending[k], list(c.token_ids), c.text, c.finish_reason
+                if len(toks) > caps[k]:  # past the context (vLLM stops there itself; the hf engine does not)
+                    toks, finish = toks[:caps[k]], "length"
+                    text = tokenizer.decode(toks, skip_special_tokens=True)
+                last[i] = text.rstrip()
+                texts[i] += last[i]
+                rows[i]["n_tokens"] += len(toks)
+                rows[i]["finish_reason"] = finish
+                if "token_ids" in rows[i]:
+                    rows[i]["token_ids"] += toks
+        active = pending
+    for r, text in zip(rows, texts):
+        text = text.strip()
+        for s in stop:
+            if s in text:
+                text = text.split(s)[0].strip()
+        r["response"] = text
+
+
 def evaluate_benchmark(
     engine,
     prep: Prepared,
@@ -283,27 +377,18 @@ def evaluate_benchmark(
     pool,
     stop: list[str],
     stop_token_ids: list[int],
+    tokenizer=None,
+    context_len: int = 4096,
 ) -> dict:
-    from oneshot_rlvr.rollout import SamplingConfig
-
     benchmark, problems, prompts, prompt_ids, dec = (
         prep.benchmark, prep.problems, prep.prompts, prep.prompt_ids, prep.decoding)
     completions = []
     with _progress(len(problems) * dec.n_samples, f"generate {benchmark}", opts.show_progress) as bar:
         for b, start in enumerate(range(0, len(problems), opts.batch_size)):
             batch = prompt_ids[start:start + opts.batch_size]
-            cfg = SamplingConfig(
-                n=dec.n_samples,
-                temperature=dec.temperature,
-                top_p=dec.top_p,
-                max_tokens=dec.max_new_tokens,
-                # one seed per generate call, so a benchmark's samples do not depend on which
-                # benchmarks ran before it on the same engine
-                seed=dec.seed + b,
-                stop=list(stop),
-                stop_token_ids=list(stop_token_ids),
-            )
-            outs = engine.generate(batch, cfg)
+            # one seed per generate call, so a benchmark's samples do not depend on which
+            # benchmarks ran before it on the same engine
+            outs = engine.generate(batch, _sampling(dec, dec.n_samples, dec.seed + b, stop, stop_token_ids))
             if len(outs) != len(batch) or any(len(o) != dec.n_samples for o in outs):
                 raise RlvrError(f"{benchmark}: engine returned a wrong number of completions")
             completions.extend(outs)
@@ -327,6 +412,10 @@ def evaluate_benchmark(
             if opts.save_token_ids:
                 row["token_ids"] = list(c.token_ids)
             rows.append(row)
+    if opts.max_func_call > 0:
+        if tokenizer is None:
+            raise RlvrError("the tool-call loop needs the model's tokenizer")
+        _tool_call_loop(engine, tokenizer, rows, dec, opts, stop, stop_token_ids, context_len, benchmark)
 
     responses = [r["response"] for r in rows]
     golds = [r["gold"] for r in rows]
@@ -355,6 +444,8 @@ def evaluate_benchmark(
         "limit": opts.limit,
         "grader_timeout_s": opts.grader_timeout,
     }
+    if opts.max_func_call > 0:  # (absent when off, so summaries made before the option are unchanged)
+        decoding |= {"max_func_call": opts.max_func_call, "tool_timeout_s": opts.tool_timeout}
     summary = summarize(rows, opts.graders, benchmark=benchmark, model=model, k=dec.n_samples, decoding=decoding)
     summary["checkpoint"] = checkpoint_fingerprint(model)
     bench_dir = Path(out_dir) / benchmark
@@ -374,7 +465,10 @@ def check_model(model: str) -> None:
 
 # Settings that change what a summary measures: a summary made with other values is not "done" for
 # this request (e.g. a --limit 5 smoke run must not stand in for the full evaluation).
-_SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit", "dtype")
+_SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit", "dtype",
+                  "max_func_call")
+# the value a summary that does not record the key was made with
+_SETTINGS_DEFAULTS = {"max_func_call": 0}
 
 
 def checkpoint_fingerprint(model: str) -> str | None:
@@ -399,7 +493,8 @@ def _check_same_settings(path: Path, existing: dict, benchmark: str, opts: EvalO
     if not isinstance(old, dict):
         return
     want = asdict(decoding_for(benchmark, opts)) | {"prompt_type": opts.prompt_type, "limit": opts.limit,
-                                                     "dtype": opts.dtype}
+                                                     "dtype": opts.dtype, "max_func_call": opts.max_func_call}
+    old = _SETTINGS_DEFAULTS | old
     diff = [f"{k} {old[k]!r} (asked {want[k]!r})" for k in _SETTINGS_KEYS if k in old and old[k] != want[k]]
     if diff:
         raise ConfigError(
@@ -495,8 +590,9 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
             # (checked only now: a finished evaluation is read back without the weights)
             raise DataError(f"--model {model}: no weight files (*.safetensors, *.bin, *.pt, *.pth) in the directory")
 
-        # no longer than any request can get: keeps vLLM's KV-cache need small (CPU, long-context models)
-        max_len = min(max_pos, longest + opts.max_new_tokens)
+        # no longer than any request can get: keeps vLLM's KV-cache need small (CPU, long-context models);
+        # tool-call continuations are longer prompts, up to the whole context
+        max_len = max_pos if opts.max_func_call > 0 else min(max_pos, longest + opts.max_new_tokens)
         try:
             engine = make_engine(opts.engine, model, dtype=opts.dtype, seed=opts.seed, max_model_len=max_len)
         except (OSError, ValueError) as exc:
@@ -506,5 +602,6 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
 
     with GraderPool(workers=opts.grader_workers, timeout=opts.grader_timeout) as pool:
         for prep in prepared:
-            results[prep.benchmark] = evaluate_benchmark(engine, prep, model, out_dir, opts, pool, stop, stop_ids)
+            results[prep.benchmark] = evaluate_benchmark(engine, prep, model, out_dir, opts, pool, stop, stop_ids,
+                                                         tokenizer=tokenizer, context_len=max_pos)
     return {b: results[b] for b in benchmarks}

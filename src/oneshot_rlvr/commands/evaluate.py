@@ -42,6 +42,12 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=64, help="problems per generate call")
     p.add_argument("--grader-workers", type=int, default=2, help="grading processes")
     p.add_argument("--grader-timeout", type=float, default=3.0, help="seconds per graded sample (harness: 3)")
+    p.add_argument("--max-func-call", type=int, default=0,
+                   help="the harness's Python tool-call loop: up to N rounds in which a response with no 'boxed' "
+                        "that ends with ``` gets its program EXECUTED (sandboxed subprocess, not a security "
+                        "boundary) and the output appended, then continues (paper's harness: 4; default 0 = model "
+                        "output is never executed; docs/evaluation.md)")
+    p.add_argument("--tool-timeout", type=float, default=5.0, help="seconds per executed program (harness: 5)")
     p.add_argument("--save-token-ids", action="store_true", help="also store each response's token ids")
     p.add_argument("--overwrite", action="store_true", help="re-evaluate benchmarks that already have a summary.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -68,6 +74,8 @@ def options_from_args(args):
         grader_workers=args.grader_workers,
         grader_timeout=args.grader_timeout,
         save_token_ids=args.save_token_ids,
+        max_func_call=args.max_func_call,
+        tool_timeout=args.tool_timeout,
         show_progress=not args.no_progress,
     )
 
