@@ -143,6 +143,8 @@ def _broken(edit):
     (lambda c: c["sources"].update(dsr_sub="resources/train/nope.jsonl"), "config key 'sources.dsr_sub': file not found"),
     (lambda c: c["score_pool"].update(source="run", run="pi1"), "config key 'score_pool.run': the scoring run cannot train on a pi-set"),
     (lambda c: c["score_pool"].update(source="magic"), "config key 'score_pool.source'"),
+    (lambda c: c["evaluation"].update(max_func_call=-1), "config key 'evaluation.max_func_call'"),
+    (lambda c: c["evaluation"].update(tool_timeout=0), "config key 'evaluation.tool_timeout'"),
     (lambda c: c["datasets"].update(big={"random": 200}), "config key 'datasets.big': 200 examples do not fit one batch"),
     (lambda c: c["experiments"]["E5"]["benchmarks_by_run"].update(pi3=["amc23"]), "unknown run of this experiment 'pi3'"),
     # a second name for an existing recipe would train the same model twice
@@ -269,6 +271,8 @@ def test_per_model_and_per_run_overrides_stay_accepted():
     (DEMO, "--max-new-tokens 0", "--max-new-tokens is passed by the evaluate rule itself"),
     (DEMO, "--limit 0", "--limit is passed by the evaluate rule itself and would be overridden; remove it (it comes from evaluation.limit)"),
     (DEMO, "--dtype float16", "--dtype is passed by the evaluate rule itself"),
+    (DEMO, "--max-func-call 4", "(it comes from evaluation.max_func_call)"),
+    (DEMO, "--tool-timeout 1", "(it comes from evaluation.tool_timeout)"),
     (DEMO, "--prompt llama", "(it comes from models.<m>.prompt_type)"),
     (PAPER, "--graders qwen", "--graders would override the graders the evaluate rule passes for "
                               "models.r1-distill-qwen-1.5b (eval_protocol rllm)"),
@@ -290,3 +294,16 @@ def test_bounds_that_stay_accepted():
     assert plan_of(_edited(DEMO, lambda c: (c["variants"].update(half={"train_batch_size": 2, "ppo_mini_batch_size": 2}),
                                             c["experiments"]["demo"]["runs"].append("pi1--half"))))
     assert plan_of(_edited(DEMO, lambda c: c["evaluation"].update(extra_args="--samples 2 --temperature 0.5 --top-p 1")))
+
+
+def test_tool_call_loop_is_passed_to_harness_models_only(paper):
+    # the paper's harness ran its Python tool-call loop (4 rounds); the rllm evaluator has none
+    assert PAPER["evaluation"]["max_func_call"] == 4
+    args = paper.evaluate_args(M15, "pi1")
+    assert args[args.index("--max-func-call") + 1] == "4" and args[args.index("--tool-timeout") + 1] == "5.0"
+    assert "--max-func-call" not in paper.evaluate_args("r1-distill-qwen-1.5b", "pi1")
+    off = plan_of(_edited(PAPER, lambda c: c["evaluation"].update(max_func_call=0)))
+    assert "--max-func-call" not in off.evaluate_args(M15, "pi1")
+    assert "--max-func-call" not in plan_of(DEMO).evaluate_args("tiny", "pi1")
+    fast = plan_of(_edited(PAPER, lambda c: c["evaluation"].update(tool_timeout=2.5))).evaluate_args(M15, "pi1")
+    assert fast[fast.index("--tool-timeout") + 1] == "2.5"

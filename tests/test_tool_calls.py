@@ -246,6 +246,29 @@ def test_continuation_is_capped_at_the_context(hf):
     assert rows[1]["n_tokens"] == 3
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_continuations_match_hf_greedy_fp32(tiny_model_dir, hf, tmp_path):
+    # the same scripted first round, continued greedily by each engine: the same tokens (the engines'
+    # greedy identity, test_evaluate), so the loop drives vLLM exactly as it drives transformers
+    from oneshot_rlvr.rollout import make_engine
+
+    max_pos = json.loads((tiny_model_dir / "config.json").read_text())["max_position_embeddings"]
+    vllm = make_engine("vllm", str(tiny_model_dir), dtype="float32", seed=0, max_model_len=max_pos)
+    got = {}
+    for name, real in (("hf", hf[0]), ("vllm", vllm)):
+        engine = ScriptedFirstRound(real, hf[1], _script)
+        opts = _opts(max_func_call=3, temperature=0.0, samples=1)
+        evaluate(str(tiny_model_dir), ["aime24"], tmp_path / name, opts, engine=engine)
+        assert engine.calls and all(c[1].n == 1 and c[1].temperature == 0.0 for c in engine.calls)
+        got[name] = _rows(tmp_path / name)
+    for a, b in zip(got["hf"], got["vllm"], strict=True):
+        assert (a["token_ids"], a["response"], a["tool_calls"]) == (b["token_ids"], b["response"], b["tool_calls"])
+    coders = [r for r in got["vllm"] if r["sample"] == 0]
+    assert coders and all(r["tool_calls"] >= 1 and r["n_tokens"] > len(hf[1](WRITES_CODE.format(gold=GOLDS[r["idx"]]),
+                          add_special_tokens=False)["input_ids"]) for r in coders)
+
+
 # --------------------------------------------------------------------------- options
 
 

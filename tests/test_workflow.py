@@ -109,6 +109,8 @@ def test_paper_plan_lists_every_run_and_evaluation(workdir):
     assert any("--protocol rllm" in rest for m, rest in calls)
     # ... and graded as it grades (DeepScaleR after </think>), beside the harness's and our own grader
     assert all("--graders qwen,math_verify,deepscaler_think" in rest for m, rest in calls if "--protocol rllm" in rest)
+    # the harness's Python tool-call loop for harness-protocol models only
+    assert all(("--max-func-call 4 --tool-timeout 5.0" in rest) != ("--protocol rllm" in rest) for m, rest in calls)
 
 
 def plan_experiment(workdir, experiment):

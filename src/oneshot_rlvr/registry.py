@@ -38,7 +38,8 @@ EVAL_RULE_FLAGS = {"model": "models.<m>.path / the run's checkpoints", "out": "t
                    "benchmarks": "experiments.<e>.benchmarks",
                    "prompt": "models.<m>.prompt_type", "max_new_tokens": "models.<m>.eval_max_tokens",
                    "engine": "evaluation.engine", "protocol": "models.<m>.eval_protocol", "limit": "evaluation.limit",
-                   "dtype": "evaluation.base_dtype / evaluation.checkpoint_dtype"}
+                   "dtype": "evaluation.base_dtype / evaluation.checkpoint_dtype",
+                   "max_func_call": "evaluation.max_func_call", "tool_timeout": "evaluation.tool_timeout"}
 DEFAULT_RESOURCES = {
     "train": {"gpus": 1, "threads": 4, "mem_mb": 32000, "runtime": 600},
     "evaluate": {"gpus": 1, "threads": 4, "mem_mb": 32000, "runtime": 120},
@@ -177,6 +178,9 @@ class Plan:
         if m.get("eval_protocol", "harness") != "harness":
             # the rllm evaluator (the paper's R1-Distill numbers) grades with DeepScaleR's grader after `</think>`
             args += ["--protocol", m["eval_protocol"], "--graders", "qwen,math_verify,deepscaler_think"]
+        elif ev.get("max_func_call"):
+            # the Qwen2.5-Math harness's Python tool-call loop; the rllm evaluator has none
+            args += ["--max-func-call", str(ev["max_func_call"]), "--tool-timeout", str(ev.get("tool_timeout", 5.0))]
         if ev.get("limit"):
             args += ["--limit", str(ev["limit"])]
         return args
