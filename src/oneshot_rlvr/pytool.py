@@ -44,7 +44,6 @@ from concurrent.futures import ThreadPoolExecutor
 from oneshot_rlvr.errors import RlvrError
 
 # the harness's settings
-MAX_FUNC_CALL = 4  # math_eval.py: 1 for cot/pal, else 4
 TIMEOUT_S = 5.0  # PythonExecutor(timeout_length=5)
 TRUNCATE_CHARS = 400  # PythonExecutor.truncate
 LIMIT_NOTE = "\nReach max function call limit."

@@ -178,9 +178,9 @@ class Plan:
         if m.get("eval_protocol", "harness") != "harness":
             # the rllm evaluator (the paper's R1-Distill numbers) grades with DeepScaleR's grader after `</think>`
             args += ["--protocol", m["eval_protocol"], "--graders", "qwen,math_verify,deepscaler_think"]
-        elif ev.get("max_func_call"):
+        elif ev["max_func_call"]:
             # the Qwen2.5-Math harness's Python tool-call loop; the rllm evaluator has none
-            args += ["--max-func-call", str(ev["max_func_call"]), "--tool-timeout", str(ev.get("tool_timeout", 5.0))]
+            args += ["--max-func-call", str(ev["max_func_call"]), "--tool-timeout", str(ev["tool_timeout"])]
         if ev.get("limit"):
             args += ["--limit", str(ev["limit"])]
         return args
