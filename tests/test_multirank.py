@@ -10,13 +10,11 @@ def test_two_ranks_equal_one(tmp_path, tiny_model_dir, pi1_file, agg, multirank_
     diff = max((a["params"][k] - b["params"][k]).abs().max().item() for k in a["params"])
     print(agg, "max |w_1rank - w_2rank| =", diff, "grad_norm", a["stats"]["grad_norm"], b["stats"]["grad_norm"])
     assert a["stats"]["grad_norm"] > 0
-    if agg == "token-mean":  # global token mean is invariant to how sequences are split
-        assert diff <= 1e-5
-        assert abs(a["stats"]["grad_norm"] - b["stats"]["grad_norm"]) <= 1e-5 * max(1.0, a["stats"]["grad_norm"])
-    else:  # verl02 weights per-micro-batch token means, so membership matters: the 2 ranks hold the fork's
-        # balanced per-GPU sets (GRPOTrainer.balance), exactly the sets one process emulates (verl02_dp_size 8)
-        assert diff <= 1e-5
-        assert abs(a["stats"]["grad_norm"] - b["stats"]["grad_norm"]) <= 1e-5 * max(1.0, a["stats"]["grad_norm"])
+    # token-mean: the global token mean is invariant to how sequences are split. verl02 weights per-micro-batch
+    # token means, so membership matters: the 2 ranks hold the fork's balanced per-GPU sets (GRPOTrainer.balance),
+    # exactly the sets one process emulates (verl02_dp_size 8); per-rank membership instead moves weights by 1.6e-3
+    assert diff <= 1e-5
+    assert abs(a["stats"]["grad_norm"] - b["stats"]["grad_norm"]) <= 1e-5 * max(1.0, a["stats"]["grad_norm"])
 
 
 @pytest.mark.slow
