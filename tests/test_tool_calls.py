@@ -10,7 +10,7 @@ import pytest
 from oneshot_rlvr import pytool
 from oneshot_rlvr.cli import main
 from oneshot_rlvr.errors import ConfigError
-from oneshot_rlvr.evaluate import EvalOptions, _tool_call_loop, atomic_write_json, decoding_for, evaluate
+from oneshot_rlvr.evaluate import EvalOptions, _tool_call_loop, atomic_write_json, decoding_for, evaluate, model_config
 
 FENCE = "```"
 
@@ -253,7 +253,8 @@ def test_vllm_continuations_match_hf_greedy_fp32(tiny_model_dir, hf, tmp_path):
     # greedy identity, test_evaluate), so the loop drives vLLM exactly as it drives transformers
     from oneshot_rlvr.rollout import make_engine
 
-    max_pos = json.loads((tiny_model_dir / "config.json").read_text())["max_position_embeddings"]
+    # the whole context, as `evaluate` sizes vLLM when the loop is on (continuations are longer prompts)
+    max_pos = model_config(str(tiny_model_dir))["max_position_embeddings"]
     vllm = make_engine("vllm", str(tiny_model_dir), dtype="float32", seed=0, max_model_len=max_pos)
     got = {}
     for name, real in (("hf", hf[0]), ("vllm", vllm)):
