@@ -37,12 +37,9 @@ def main():
     _init_distributed()
     rank, world = _dist()
     extra = dict(deepspeed=True, zero_stage=stage) if stage else {}
-    # adam_eps 1e-4 (paper 1e-8): Adam's first step is lr·g/(|g|+eps), whose slope at |g| = eps is lr/(4·eps), so
-    # fp32 rounding differences δg of gradients near eps (another summation order: 1 process vs 2 ranks) move single
-    # weights by ~lr·δg/(4·eps). Measured (verl02, 2 ranks vs 1 process): max δg 2.4e-7 (1e-16 in float64: the
-    # same update) -> max |dw| 2.7e-5 at eps 1e-6, 6.8e-7 at 1e-4; per-rank membership instead of the balanced sets
-    # (the bug the verl02 test guards against) gives 2.0e-3 and 1.6e-3. A larger eps keeps small-gradient updates
-    # linear in g, so weights still see scale errors (the gradient norm is compared too)
+    # adam_eps 1e-4 (paper 1e-8): Adam's first step lr·g/(|g|+eps) amplifies fp32 rounding differences of gradients
+    # near eps by up to lr/(4·eps); 1e-4 keeps weights comparable to 1e-5 whatever the summation order, and small-
+    # gradient updates linear in g (measurements: tests/test_zero.py's module doc)
     cfg = from_dict(dict(model=model, train_file=pi1, train_batch_size=4, n=4, engine="hf", lr=1e-3, lr_schedule="hf", agg=agg,
                          adam_eps=1e-4,
                          gradient_checkpointing=False, progress=False, tensorboard=False,
