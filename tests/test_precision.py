@@ -97,6 +97,25 @@ def test_bf16_params_checkpoint_and_resume(tiny_model_dir, pi1_file, tmp_path, f
     assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
 
 
+@pytest.mark.parametrize("precision", ["bf16-params", "autocast"])
+def test_bf16_keeps_rope_buffers_fp32(tiny_model_dir, pi1_file, tmp_path, precision):
+    # a bf16 inv_freq shifts RoPE's phase by radians at a few thousand tokens (bf16 has 8 bits of
+    # mantissa): the policy and the reference must keep vLLM's / FSDP's fp32 table
+    from transformers import AutoModelForCausalLM
+
+    fp32 = dict(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32).named_buffers())
+    t = _trainer(tiny_model_dir, pi1_file, tmp_path / "run", precision)
+    assert t.ref_model is not None and any("inv_freq" in k for k in fp32)
+    for model in (t.model, t.ref_model):
+        buffers = dict(model.named_buffers())
+        assert buffers.keys() == fp32.keys()
+        for k, v in buffers.items():
+            assert v.dtype == torch.float32 and torch.equal(v.cpu(), fp32[k]), k
+    assert all(p.dtype == torch.bfloat16 for p in t.ref_model.parameters())
+    if precision == "bf16-params":
+        assert all(p.dtype == torch.bfloat16 for p in t.model.parameters())
+
+
 def test_precision_key_is_validated(tiny_model_dir, pi1_file):
     with pytest.raises(ConfigError, match="config key 'precision'"):
         from_dict(dict(model=str(tiny_model_dir), train_file=str(pi1_file), precision="fp8"))

@@ -16,14 +16,27 @@ from __future__ import annotations
 import torch
 
 
+def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast `model`'s floating-point parameters to `dtype` in place, leaving its buffers as they are.
+
+    `model.to(bf16)` would also round RoPE's `inv_freq` buffer to bf16: a phase error that grows with
+    the position (radians at a few thousand tokens), so the trained policy would not be the one vLLM
+    samples and evaluates (fp32 rotary table). FSDP's mixed precision (the paper's verl: buffer_dtype
+    fp32), `from_pretrained(dtype=bf16)` and DeepSpeed >= 0.19 all keep buffers fp32 too.
+    """
+    for p in model.parameters():
+        if p.is_floating_point():
+            p.data = p.data.to(dtype)  # the same Parameter objects, new data
+    return model
+
+
 class MasterWeights:
     def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
         """Take fp32 masters from `model`'s current (fp32) parameters, then cast the module to `dtype`."""
         self.model = model
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.master = [torch.nn.Parameter(p.detach().to(torch.float32).clone()) for _, p in named]
-        model.to(dtype)
-        # after .to() the module's Parameter objects are the same objects with new data
+        cast_parameters(model, dtype)  # the module's Parameter objects stay the same objects
         self.params = [p for _, p in named]
         # every state_dict key of a parameter (tied weights have two) -> its master
         by_id = {id(p): m for p, m in zip(self.params, self.master)}

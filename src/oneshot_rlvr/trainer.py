@@ -47,6 +47,7 @@ from oneshot_rlvr.fileio import write_atomic
 from oneshot_rlvr.head import fused_logp_entropy, reference_logp_entropy
 from oneshot_rlvr.learner import Learner, lr_factor  # noqa: F401  (lr_factor: the trainer's schedule, re-exported)
 from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype, weight_files
+from oneshot_rlvr.precision import cast_parameters
 from oneshot_rlvr.retention import remove_dir
 from oneshot_rlvr.rollout import Completion, SamplingConfig, make_engine
 
@@ -325,7 +326,7 @@ class GRPOTrainer:
                         if cfg.kl_in_reward_coef > 0 else None)
         if cfg.kl_coef > 0 or self.kl_ctrl is not None:
             ref_dtype = self.dtype  # the paper keeps the reference in bf16 on GPU
-            self.ref_model = copy.deepcopy(self.model).to(ref_dtype).eval()
+            self.ref_model = cast_parameters(copy.deepcopy(self.model), ref_dtype).eval()  # buffers stay fp32
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
         if cfg.torch_compile:
