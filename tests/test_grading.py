@@ -11,6 +11,7 @@ import pytest
 from oneshot_rlvr import RESOURCES
 from oneshot_rlvr.errors import ConfigError
 from oneshot_rlvr.grading import GraderPool, extract_boxed_last, extract_choice, has_boxed
+from oneshot_rlvr.grading.core import grade_local
 from oneshot_rlvr.grading.deepscaler import grade_deepscaler
 from oneshot_rlvr.grading.qwen import grade_qwen, qwen_gold, qwen_math_equal, qwen_strip_string
 
@@ -165,6 +166,13 @@ def test_extract_boxed_last_is_linear_on_adversarial_text():
         ("$\\boxed{6}$", None),
         ("the answer is 6", None),
         ("\\boxed{e^{2}}", None),
+        # the "answer is" fallback: an article is not a label, a hedge is not an answer
+        ("Plants need sunlight. The answer is a plant.", None),
+        ("So the answer is a chemical change", None),
+        ("The answer is A or B", None),
+        ("The answer is (A) or (C)", None),
+        ("The answer is (b).", "B"),
+        ("I think the answer is D, because it reflects light", "D"),
     ],
 )
 def test_extract_choice(response, expected):
@@ -239,6 +247,19 @@ def test_deepscaler_float_rounded_integers_quirk():
 )
 def test_qwen_documented_behaviour(pred, gold, expected):
     assert grade_qwen(f"Thus $\\boxed{{{pred}}}$.", gold)[0] is expected
+
+
+def test_qwen_choice_post_processing_of_math_eval_main():
+    # MATH500's gold "\\text{east}" strips to "" (a unit word), which math_eval.py's main() takes for a
+    # multiple-choice gold: predictions keep only their A-E letters, so any answer without one is correct
+    gold = "\\text{east}"
+    assert grade_qwen("\\boxed{\\text{north}}", gold, "math500") == (True, "")
+    assert grade_qwen("\\boxed{5}", gold, "math500") == (True, "")
+    assert grade_qwen("\\boxed{B}", gold, "math500")[0] is False
+    # a letter gold takes the response's last standalone choice letter
+    assert grade_qwen("I pick (C) since it fits", "C") == (True, "C")
+    # a Unicode digit that int() refuses ("2²".isdigit() is True) is kept as text, not an error
+    assert grade_qwen("\\boxed{2²}", "4") == (False, "2²")
 
 
 def test_qwen_extraction_fallbacks_and_minerva_units():
@@ -381,3 +402,35 @@ def test_every_real_gold_matches_itself(pool, benchmark):
         res = pool.grade_many_detailed(responses, golds, grader, benchmark)
         rate = sum(r.correct for r in res) / len(res)
         assert rate >= min_rate, (grader, [g for g, r in zip(golds, res) if not r.correct][:5])
+
+
+@pytest.mark.parametrize(
+    "response, gold, benchmark, expected",
+    [
+        # units after LaTeX spacing are optional
+        ("\\boxed{5\\,\\text{cm}}", "5", "math500", True),
+        ("\\boxed{300 \\, \\mathrm{K}}", "300", "minerva_math", True),
+        ("\\boxed{300~\\text{K}}", "300", "minerva_math", True),
+        ("\\boxed{2\\,\\mathrm{e}}", "2", "math500", False),  # upright e is the constant, not a unit
+        ("\\boxed{2\\mathrm{e}}", "2", "math500", False),
+        ("\\boxed{3+2\\mathrm{i}}", "3+2i", "math500", True),
+        # "\\text {red}": the space before the brace is not part of the answer
+        ("\\boxed{\\lambda_{\\text{red}}/\\sqrt{2}}", "\\lambda_{\\text {red}} / \\sqrt{2}", "minerva_math", True),
+        ("\\boxed{\\text{Evelyn}}", "\\text {Evelyn}", "math500", True),
+        # a thousands separator makes one number, never a list
+        ("\\boxed{80, 10}", "10,080", "math500", False),
+        ("\\boxed{0, 1}", "1,000", "math500", False),
+        ("\\boxed{1,000}", "0, 1", "math500", False),
+        ("\\boxed{10080}", "10,080", "math500", True),
+        # Minerva's precision tolerance rounds half away from zero: one boundary in, the other out
+        ("\\boxed{6.5}", "7", "minerva_math", True),
+        ("\\boxed{7.5}", "7", "minerva_math", False),
+        ("\\boxed{0.45}", "0.5", "minerva_math", True),
+        ("\\boxed{0.55}", "0.5", "minerva_math", False),
+        ("\\boxed{-7.5}", "-7", "minerva_math", False),
+        ("\\boxed{-6.5}", "-7", "minerva_math", True),
+        ("\\boxed{4.55e33}", "4.5 \\times 10^{33}", "minerva_math", False),
+    ],
+)
+def test_math_verify_units_spacing_thousands_and_rounding(response, gold, benchmark, expected):
+    assert grade_local(response, gold, "math_verify", benchmark)[0] is expected

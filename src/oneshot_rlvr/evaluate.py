@@ -8,8 +8,9 @@ summary.json is written last and atomically, so its existence means the pair is 
 pairs are skipped unless `overwrite` -- or unless the summary records another checkpoint fingerprint
 (weights rewritten since, e.g. a retrained run), so a rerun never keeps results of old weights. A
 summary of another model, or lacking an asked grader, is an error (never reused, never silently
-replaced). Model output is only ever parsed, never executed (the harness's Python tool-call loop is
-deliberately left out, see docs/evaluation.md).
+replaced). Model output is only parsed, unless `max_func_call` > 0 turns on the harness's Python
+tool-call loop (`_tool_call_loop`, oneshot_rlvr.pytool; docs/evaluation.md): then the programs a
+generation ends with run in a sandboxed subprocess with a timeout, as math_eval.py runs them.
 """
 
 from __future__ import annotations

@@ -210,6 +210,15 @@ def _choice_from_fragment(frag: str) -> str | None:
     return _DIGIT_TO_LETTER.get(label, label)
 
 
+# "answer is (B)" / "answer: B" / "option 2": a capital letter (or a lower-case one in parentheses) and
+# nothing word-like after it -- "the answer is a plant" names no choice
+_ANSWER_IS_LABEL = re.compile(
+    r"(?i:answer|choice|option)\s*(?i:is|:|would be|will be|=)?\s*(?i:option|choice)?\s*[:\-]?\s*\**\s*"
+    r"(?:\(\s*([A-Ea-e1-5])\s*\)|([A-E1-5]))(?![A-Za-z0-9])"
+)
+_HEDGED_LABEL = re.compile(r"\s*\)?\s*(?:,|/|(?i:or|and)\b)\s*\(?\s*[A-E1-5](?![A-Za-z0-9])")
+
+
 def extract_choice(response) -> str | None:
     """The multiple-choice label (A-E) a response commits to, or None.
 
@@ -226,13 +235,10 @@ def extract_choice(response) -> str | None:
     if boxes:
         return _choice_from_fragment(boxes[-1][2])
     tail = body[-3000:]
-    pat = re.compile(
-        r"(?:answer|choice|option)\s*(?:is|:|would be|will be|=)?\s*(?:option|choice)?\s*[:\-]?\s*"
-        r"\**\s*\(?\s*([A-E1-5])\s*\)?(?![A-Za-z0-9])",
-        re.I,
-    )
-    hits = list(pat.finditer(tail))
+    hits = list(_ANSWER_IS_LABEL.finditer(tail))
     if hits:
-        label = hits[-1].group(1).upper()
+        if _HEDGED_LABEL.match(tail, hits[-1].end()):
+            return None  # "the answer is A or B"
+        label = (hits[-1].group(1) or hits[-1].group(2)).upper()
         return _DIGIT_TO_LETTER.get(label, label)
     return _choice_from_fragment(body) if len(body.strip()) <= 40 else None

@@ -15,11 +15,14 @@ x=/y=/z= removed, a/b -> \\frac{a}{b}, trailing ".0" removed, ...); unit words a
 {gt/100, gt, gt*100}; bracket-insensitive comparison; ordered lists; pmatrix entries; one-"=" equations
 (sign-insensitive); symbolic equality (==, simplify, |lhs-rhs|, numeric N() rel 1e-4, matrices rounded).
 
+`grade_qwen` also applies math_eval.py's choice post-processing of predictions (letter golds; golds of
+A-E letters only, including the empty gold MATH500's `\\text{east}` strips to).
+
 Deliberate differences: (1) SymPy's ANTLR `parse_latex` (needs antlr 4.11, incompatible with math-verify's
-4.13) is replaced by `latex2sympy2_extended`, so e.g. `parse_latex("1,-2") == 1` is NOT reproduced;
-(2) `parse_expr` (eval) is replaced by our eval-free `safe_parse`; (3) word2number is applied only to
-strings made entirely of number words; (4) the harness's Python tool-call execution loop is not
-reproduced: model output is never executed.
+4.13) is replaced by `latex2sympy2_extended`, with parse_latex's stop at the first top-level comma emulated
+(so `1` equals `1,-2` as in the harness); (2) `parse_expr` (eval) is replaced by our eval-free `safe_parse`;
+(3) word2number is applied only to strings made entirely of number words. The harness's Python tool-call
+loop is not part of grading: `evaluate --max-func-call` runs it (oneshot_rlvr.pytool).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 def _word_to_number(text: str) -> str:
     """"twenty five" -> "25"; a pure digit string loses leading zeros; anything else is unchanged."""
     s = text.replace("-", " ").lower()  # no strip: "-10" -> " 10" is not a digit string (kept as is)
-    if s.isdigit():
+    if s.isdecimal():  # not isdigit(): int() refuses "2²", which w2n's try/except in the harness keeps as text
         return str(int(s)) if len(s) < 4000 else text
     words = s.strip().split()
     if not words or any(w not in _NUMBER_WORDS and w not in _SCALES and w != "and" for w in words):
@@ -209,6 +212,13 @@ def qwen_extract_answer(pred_str: str, benchmark: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------ math_equal
+
+
+_CHOICES = ("A", "B", "C", "D", "E")
+
+
+def _is_multi_choice(answer: str) -> bool:
+    return all(c in _CHOICES for c in answer)  # the harness's is_multi_choice: True for ""
 
 
 def _choice_clean(pred: str) -> str:
@@ -432,9 +442,17 @@ def qwen_gold(gold, benchmark: str | None = None) -> str:
 def grade_qwen(response: str, gold, benchmark: str | None = None) -> tuple[bool, str]:
     """(correct, extracted prediction) with the Qwen2.5-Math harness semantics."""
     skip_unit = benchmark in ("carp_en", "minerva_math")
-    pred = qwen_strip_string(qwen_extract_answer(sanitize_text(response), benchmark), skip_unit=skip_unit)
+    text = sanitize_text(response)
+    pred = qwen_strip_string(qwen_extract_answer(text, benchmark), skip_unit=skip_unit)
+    gold = qwen_gold(gold, benchmark)
+    # math_eval.py's main() before `evaluate`: a letter gold takes the response's last choice letter; a gold
+    # of A-E letters only (incl. "": MATH500's "\text{east}" strips to nothing) keeps only the prediction's A-E
+    if gold in _CHOICES and pred not in _CHOICES:
+        pred = _choice_clean(text)
+    elif _is_multi_choice(gold) and not _is_multi_choice(pred):
+        pred = "".join(c for c in pred if c in _CHOICES)
     try:
-        ok = qwen_math_equal(pred, qwen_gold(gold, benchmark))
+        ok = qwen_math_equal(pred, gold)
     except RecursionError:
         ok = False
     return bool(ok), pred

@@ -80,6 +80,9 @@ def _fix_unicode_sqrt(s: str) -> str:
     return "".join(out)
 
 
+_SPACED_TEXT_CMD = re.compile(r"\\(text|textrm|textbf|mathrm|mathbf|mbox|operatorname)\s+\{")
+
+
 def normalize_answer_text(s: str) -> str:
     """Unicode and spacing normalisation applied to answer strings before any comparison."""
     if any(ord(c) > 127 for c in s):
@@ -92,6 +95,10 @@ def normalize_answer_text(s: str) -> str:
         if s2 == s:
             break
         s = s2
+    # "\text {red}" (a space before the brace, as some golds have it) is "\text{red}"
+    s = _SPACED_TEXT_CMD.sub(r"\\\1{", s)
+    # upright e / i are the constants (math-verify drops \mathrm{..} as a unit: "2\mathrm{e}" would be 2)
+    s = re.sub(r"\\mathrm\{([ei])\}", r"\1", s)
     s = s.strip()
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1].rstrip()  # "\boxed{5.}" -> "5" (a sentence period inside the box)
@@ -116,6 +123,11 @@ def _canon_numbers(s: str) -> str:
 
 _WRAPPERS = re.compile(r"\\(?:left|right|displaystyle|mathrm|textstyle)\b|\\!|\$")
 _NUM = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[-+]?\.\d+"
+_SPACING = r"(?:\\[,;:! ]|\\q?quad\b|~|\s)"
+# a trailing text unit (any spacing before it), or an \mathrm unit after explicit spacing (not \mathrm{e})
+_UNIT_TAIL = re.compile(
+    rf"{_SPACING}*\\(?:text|textrm|mbox)\s*\{{[^{{}}]*\}}$|{_SPACING}*(?:\\[,;: ]|\\q?quad\b|~)\s*\\mathrm\s*\{{(?![ei]\}})[^{{}}]*\}}$"
+)
 _RE_NUM = re.compile(rf"^(?P<n>{_NUM})(?P<pct>\\?%)?$")
 _RE_FRAC = re.compile(r"^(?P<s>-?)\\[dtc]?frac\{(?P<a>-?\d+)\}\{(?P<b>-?\d+)\}(?P<pct>\\?%)?$")
 _RE_MIXED = re.compile(r"^(?P<s>-?)(?P<w>\d+)\\[dt]?frac\{(?P<a>\d+)\}\{(?P<b>\d+)\}$")
@@ -136,6 +148,8 @@ class _Num:
 def _to_num(s: str) -> _Num | None:
     """A plain number (int, decimal, fraction, a/b, scientific, optional %), exactly; else None."""
     s = re.sub(r"^(-?)\s*\\\$\s*", r"\1", s.strip())  # currency: "\$1,200" is 1200
+    if re.match(r"^[-+.\d]", s):
+        s = _UNIT_TAIL.sub("", s)  # "5\,\text{cm}", "300~\mathrm{K}": units are optional
     s = _WRAPPERS.sub("", s).replace(" ", "").replace("{,}", "")
     s = re.sub(r"\^\{?\\circ\}?$", "", s)
     s = re.sub(r"\\text\{[^{}]*\}$", "", s) if re.match(r"^[-+.\d]", s) else s
@@ -183,7 +197,11 @@ def _close_at_precision(pred: _Num, gold: _Num) -> bool:
     if pred.decimals is not None and pred.decimals < gold.decimals:
         return False
     half_ulp = Fraction(1, 2) * Fraction(10) ** (-gold.decimals)
-    return abs(pred.value - gold.value) <= half_ulp
+    if pred.value * gold.value < 0:
+        return False
+    # round half away from zero: gold 7 accepts [6.5, 7.5), gold -7 accepts (-7.5, -6.5]
+    d = abs(pred.value) - abs(gold.value)
+    return -half_ulp <= d < half_ulp
 
 
 def _compare_numbers(pred: _Num, gold: _Num, tolerant: bool) -> bool:
@@ -317,6 +335,8 @@ _SPLIT_LIST = re.compile(r"^(?P<o>[(\[]?)(?P<body>[^()\[\]]*)(?P<c>[)\]]?)$")
 def _number_list(s: str):
     """("(", [Num, ...], ")") for a bracketed/bare comma list of plain numbers, else None."""
     s = re.sub(r"\\(?:left|right)\b", "", s).replace(" ", "")
+    if _to_num(s) is not None:
+        return None  # "10,080" is one number (thousands separator), never the list 10, 80
     m = _SPLIT_LIST.match(s)
     if m is None or "," not in m.group("body") or bool(m.group("o")) != bool(m.group("c")):
         return None
