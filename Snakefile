@@ -10,8 +10,9 @@ min_version("9.0")
 
 
 # The paper's registry by default; `--configfile config/demo.yaml` *replaces* it (Snakemake would
-# otherwise deep-merge both files, mixing the demo with the paper's experiments).
-if not config:
+# otherwise deep-merge both files, mixing the demo with the paper's experiments). Asked on the
+# config files, not on `config`: `--config key=value` alone fills `config` but must keep the default.
+if not workflow.config_settings.configfiles:
 
     configfile: "config/config.yaml"
 

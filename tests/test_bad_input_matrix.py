@@ -362,3 +362,30 @@ def test_bad_input_fails_naming_it_before_writing(case, tmp_path, tiny_model_dir
     assert re.search(case.message, message), message
     assert not out.exists() and not (work / "results").exists()
     assert _tree(work) == before
+
+
+@pytest.mark.parametrize("command, out_flag", [("score-pool", "--metrics"), ("score-pool", "--pool"),
+                                               ("rank", "--history"), ("rank", "--pool")])
+def test_out_that_is_an_input_is_refused_and_kept(command, out_flag, tmp_path, capsys):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({str(i): [0.0, 1.0] for i in range(4)}), encoding="utf-8")
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(json.dumps({"step": 1, "acc/by_index": {"0": 1.0}}) + "\n", encoding="utf-8")
+    paths = {"--pool": pool, "--history": history, "--metrics": metrics}
+    src = "--metrics" if out_flag == "--metrics" else "--history"
+    argv = [command, src, str(paths[src]), "--pool", str(pool), "--out", str(paths[out_flag])]
+    before = paths[out_flag].read_bytes()
+    assert cli.main(argv) == 2
+    assert f"is the {out_flag} file" in capsys.readouterr().err
+    assert paths[out_flag].read_bytes() == before
+
+
+@pytest.mark.parametrize("flags", [["--random", "2", "--seed", "-1"], ["--first", "2", "--label-noise", "0.5", "--noise-seed", "-5"]])
+def test_negative_train_set_seed_is_a_clear_error(flags, tmp_path, capsys):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
+    out = tmp_path / "set.jsonl"
+    assert cli.main(["make-train-set", "--pool", str(pool), *flags, "--batch-size", "4", "--out", str(out)]) == 2
+    assert "must be >= 0" in capsys.readouterr().err and not out.exists()

@@ -200,6 +200,22 @@ def test_config_error_stops_before_any_job(workdir):
     assert "Job stats" not in out
 
 
+def test_config_override_alone_keeps_the_paper_config(workdir):
+    # `--config key=value` without --configfile fills `config`; the default file must still load
+    r = snakemake(workdir, "-n", "--config", "train_batch_size=64")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert job_stats(out)["train"] > 40 and "results/paper/runs/" in out
+
+
+@pytest.mark.parametrize("target", ["train/done.json", "retention.json"])
+def test_base_is_not_a_trainable_run(workdir, target):
+    # the base model's "run" is evaluated only: no rule trains or prunes it
+    r = snakemake(workdir, f"results/demo/runs/toy/base/{target}", "-n", "--configfile", "config/demo.yaml")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "No rule to produce" in out, out[-3000:]
+
+
 @pytest.mark.parametrize("config, model", [("demo", "toy"), ("demo_tiny", "tiny")])
 def test_demo_config_replaces_the_paper_config(workdir, config, model):
     r = snakemake(workdir, "-n", "--configfile", f"config/{config}.yaml")

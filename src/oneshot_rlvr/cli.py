@@ -9,6 +9,7 @@ User errors (`RlvrError`) are printed as one clear line and exit 2, never as a t
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -72,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(mod.run(args) or 0)
     except RlvrError as exc:
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        # an output (or input) path the user gave cannot be used: a message, not a traceback
+        print(f"rlvr {args.command}: error: cannot use {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"rlvr {args.command}: error: cannot write {exc.filename or 'an output'}: {exc.strerror}", file=sys.stderr)
         return 2
 
 

@@ -23,6 +23,19 @@ def check_out_file(path: str | Path, flag: str = "") -> Path:
     return path
 
 
+def check_not_input(out: str | Path, **inputs: str | Path | None) -> None:
+    """Refuse an --out that is one of the command's input files (writing it would replace the input).
+    `inputs` maps a flag spelled with underscores (history=..., pool=...) to its path; paths are resolved,
+    so ./pool.jsonl, a symlink or an absolute path to the same file are all caught."""
+    from oneshot_rlvr.errors import ConfigError
+
+    target = Path(out).resolve()
+    for name, path in inputs.items():
+        if path and Path(path).resolve() == target:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"--out {out} is the {flag} file: writing it would replace the input; choose another --out")
+
+
 def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     """`path` must be usable as an output directory: not an existing file (checked before any work)."""
     path = Path(path)

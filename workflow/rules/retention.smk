@@ -30,7 +30,7 @@ rule prune:
     log:
         "results/{name}/runs/{model}/{run}/logs/prune.log",
     wildcard_constraints:
-        run=r"(?!base$)[A-Za-z0-9_.]+(--[A-Za-z0-9_.]+)?",
+        run=r"(?!base/)[A-Za-z0-9_.]+(--[A-Za-z0-9_.]+)?",
     localrule: True
     params:
         rlvr=RLVR,

@@ -3,7 +3,7 @@
 # `rlvr pretrain-toy`, and the seed-aggregated report of runs evaluated on `toy`.
 # The world itself must exist before the workflow starts (the registry checks `sources` and the
 # toy benchmarks read resources/toy/eval), so `make_toy_world` only rebuilds it on request:
-#   snakemake --configfile config/miniature.yaml --forcerun make_toy_world resources/toy/world.json
+#   snakemake resources/toy/world.json --cores 1 --configfile config/miniature.yaml --forcerun make_toy_world
 # make-toy-world refuses to overwrite a world without --overwrite; the rule passes it because
 # Snakemake already removed the declared output and a forced rerun means "regenerate". It leaves
 # resources/toy/model alone: a world of another seed needs a re-pretrained model (`build: toy`).

@@ -28,7 +28,7 @@ rule train:
     benchmark:
         "results/{name}/runs/{model}/{run}/benchmarks/train.tsv"
     wildcard_constraints:
-        run=r"(?!base$)[A-Za-z0-9_.]+(--[A-Za-z0-9_.]+)?",
+        run=r"(?!base/)[A-Za-z0-9_.]+(--[A-Za-z0-9_.]+)?",
     threads: lambda wildcards: PLAN.resources(wildcards.model, "train")["threads"]
     resources:
         gpu=resource("train", "gpus"),

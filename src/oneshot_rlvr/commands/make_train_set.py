@@ -30,18 +30,15 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from oneshot_rlvr.errors import ConfigError
+    from oneshot_rlvr.fileio import check_not_input
     from oneshot_rlvr.selection import read_ranking
     from oneshot_rlvr.trainset import build_train_set, read_rows, validate_rows, write_rows
 
-    # resolved, so that ./pool.jsonl, a symlink or an absolute path to an input are all caught
-    out = Path(args.out).resolve()
-    for flag, path in (("--pool", args.pool), ("--ranking", args.ranking)):
-        if path and Path(path).resolve() == out:
-            raise ConfigError(f"--out {args.out} is the {flag} file: writing it would replace the input; "
-                              f"choose another --out")
+    check_not_input(args.out, pool=args.pool, ranking=args.ranking)
+    for flag, value in (("--seed", args.seed), ("--noise-seed", args.noise_seed)):
+        if value < 0:
+            raise ConfigError(f"{flag} must be >= 0, got {value}")
     pool = read_rows(args.pool)
     validate_rows(pool, args.pool)
     ranking = read_ranking(args.ranking) if args.ranking else None

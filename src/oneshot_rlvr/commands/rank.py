@@ -10,8 +10,10 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from oneshot_rlvr.fileio import check_not_input
     from oneshot_rlvr.selection import load_history, pool_labels, rank_examples, write_ranking
 
+    check_not_input(args.out, history=args.history, pool=args.pool)
     ranking = rank_examples(load_history(args.history))
     labels = pool_labels(args.pool) if args.pool else None
     write_ranking(ranking, args.out, labels)

@@ -20,9 +20,10 @@ def run(args) -> int:
     import json
 
     from oneshot_rlvr.errors import DataError
-    from oneshot_rlvr.fileio import write_atomic
+    from oneshot_rlvr.fileio import check_not_input, write_atomic
     from oneshot_rlvr.selection import history_from_metrics, load_history, pool_labels
 
+    check_not_input(args.out, history=args.history, metrics=args.metrics, pool=args.pool)
     history = load_history(args.history) if args.history else history_from_metrics(args.metrics, args.up_to_step)
     pool_index = set(pool_labels(args.pool))
     missing = [k for k in history if int(k) not in pool_index]
