@@ -389,3 +389,12 @@ def test_negative_train_set_seed_is_a_clear_error(flags, tmp_path, capsys):
     out = tmp_path / "set.jsonl"
     assert cli.main(["make-train-set", "--pool", str(pool), *flags, "--batch-size", "4", "--out", str(out)]) == 2
     assert "must be >= 0" in capsys.readouterr().err and not out.exists()
+
+
+def test_evaluate_refuses_an_unusable_out_before_loading_the_model(tmp_path, capsys):
+    out = tmp_path / "afile"
+    out.write_text("keep me", encoding="utf-8")
+    # the model does not exist either: the --out check must come first (before any generation)
+    assert cli.main(["evaluate", "--model", str(tmp_path / "no-model"), "--benchmarks", "math500",
+                     "--out", str(out)]) == 2
+    assert "is a file" in capsys.readouterr().err and out.read_text(encoding="utf-8") == "keep me"

@@ -82,8 +82,17 @@ def options_from_args(args):
 
 def run(args) -> int:
     from oneshot_rlvr.benchmarks import parse_benchmark_list
-    from oneshot_rlvr.evaluate import evaluate
+    import os
 
+    from oneshot_rlvr.errors import DataError
+    from oneshot_rlvr.evaluate import evaluate
+    from oneshot_rlvr.fileio import check_out_dir
+
+    # before the model is loaded: an unusable --out would otherwise fail after all the generation
+    out = check_out_dir(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise DataError(f"--out {out} is not writable")
     opts = options_from_args(args)
     benchmarks = parse_benchmark_list(args.benchmarks)
     results = evaluate(args.model, benchmarks, args.out, opts)
