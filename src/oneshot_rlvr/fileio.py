@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.errors import ConfigError, DataError
 
 
 def check_out_file(path: str | Path, flag: str = "") -> Path:
@@ -27,8 +27,6 @@ def check_not_input(out: str | Path, **inputs: str | Path | None) -> None:
     """Refuse an --out that is one of the command's input files (writing it would replace the input).
     `inputs` maps a flag spelled with underscores (history=..., pool=...) to its path; paths are resolved,
     so ./pool.jsonl, a symlink or an absolute path to the same file are all caught."""
-    from oneshot_rlvr.errors import ConfigError
-
     target = Path(out).resolve()
     for name, path in inputs.items():
         if path and Path(path).resolve() == target:

@@ -81,9 +81,9 @@ def options_from_args(args):
 
 
 def run(args) -> int:
-    from oneshot_rlvr.benchmarks import parse_benchmark_list
     import os
 
+    from oneshot_rlvr.benchmarks import parse_benchmark_list
     from oneshot_rlvr.errors import DataError
     from oneshot_rlvr.evaluate import evaluate
     from oneshot_rlvr.fileio import check_out_dir

@@ -378,7 +378,7 @@ def qwen_math_equal(prediction, reference) -> bool:
     prediction, reference = str(prediction), str(reference)
     if prediction.strip().lower() == reference.strip().lower():
         return True  # note: "" == "" counts as correct, as in the harness
-    if reference in ("A", "B", "C", "D", "E") and _choice_clean(prediction) == reference:
+    if reference in _CHOICES and _choice_clean(prediction) == reference:
         return True
     if _is_numerical_equal(prediction, reference):
         return True

@@ -335,8 +335,6 @@ _SPLIT_LIST = re.compile(r"^(?P<o>[(\[]?)(?P<body>[^()\[\]]*)(?P<c>[)\]]?)$")
 def _number_list(s: str):
     """("(", [Num, ...], ")") for a bracketed/bare comma list of plain numbers, else None."""
     s = re.sub(r"\\(?:left|right)\b", "", s).replace(" ", "")
-    if _to_num(s) is not None:
-        return None  # "10,080" is one number (thousands separator), never the list 10, 80
     m = _SPLIT_LIST.match(s)
     if m is None or "," not in m.group("body") or bool(m.group("o")) != bool(m.group("c")):
         return None
@@ -514,7 +512,8 @@ def _compare_answer(pred: str, gold: str, benchmark: str | None) -> bool:
             p_num = pn or _to_num(re.sub(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*", "", pred))
             if gn2 is not None and p_num is not None:
                 return _compare_numbers(p_num, gn2, benchmark == "minerva_math" or gn2.sci)
-    decided = _compare_number_lists(pred, gold)
+    # (both numbers returned above; one number, e.g. "10,080" with a thousands separator, is never a list)
+    decided = _compare_number_lists(pred, gold) if pn is None and gn is None else None
     if decided is not None:
         return decided
     if "=" in gold and "=" not in pred and _kind(pred, pn) == "tuple" and _top_level_commas(gold) == 0:
