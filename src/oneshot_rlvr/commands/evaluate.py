@@ -88,11 +88,12 @@ def run(args) -> int:
     from oneshot_rlvr.evaluate import evaluate
     from oneshot_rlvr.fileio import check_out_dir
 
-    # before the model is loaded: an unusable --out would otherwise fail after all the generation
+    # before the model is loaded: an unusable --out would otherwise fail after all the generation. Nothing is
+    # created here (bad arguments leave no --out behind): the nearest existing directory must be writable.
     out = check_out_dir(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise DataError(f"--out {out} is not writable")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise DataError(f"--out {out}: {existing} is not writable")
     opts = options_from_args(args)
     benchmarks = parse_benchmark_list(args.benchmarks)
     results = evaluate(args.model, benchmarks, args.out, opts)
