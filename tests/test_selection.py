@@ -108,13 +108,23 @@ def test_cli_score_and_rank(tmp_path, capsys):
         assert [r["ground_truth"] for r in csv.DictReader(fh)] == ref_labels
 
 
-def test_cli_score_pool_rejects_unknown_index(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["score-pool", "rank"])
+def test_cli_rejects_index_not_in_pool(tmp_path, capsys, command):
+    # rank --pool used to write the CSV with an empty ground truth for 99999 (a history of another pool)
     hist = tmp_path / "h.json"
-    hist.write_text(json.dumps({"99999": [0.5]}))
-    rc = main(["score-pool", "--history", str(hist), "--pool", str(RESOURCES / "train" / "dsr_sub.jsonl"),
-               "--out", str(tmp_path / "o.json")])
-    assert rc == 2 and "99999" in capsys.readouterr().err
-    assert not (tmp_path / "o.json").exists()
+    hist.write_text(json.dumps({"0": [0.0, 1.0], "99999": [0.5, 1.0]}))
+    pool = RESOURCES / "train" / "dsr_sub.jsonl"
+    rc = main([command, "--history", str(hist), "--pool", str(pool), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{hist}: index 99999 is not in the pool {pool}" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_rank_without_pool_takes_any_index(tmp_path):
+    hist, out = tmp_path / "h.json", tmp_path / "r.csv"
+    hist.write_text(json.dumps({"0": [0.0, 1.0], "99999": [0.5, 1.0]}))
+    assert main(["rank", "--history", str(hist), "--out", str(out)]) == 0
+    assert read_ranking(out) == [0, 99999]
 
 
 @pytest.mark.parametrize("bad", [

@@ -140,6 +140,14 @@ def pool_labels(path: str | Path) -> dict[int, str]:
     return {r["extra_info"]["index"]: ground_truth(r) for r in rows}
 
 
+def check_in_pool(history: dict[str, list[float]], labels: dict[int, str], where: str, pool: str) -> None:
+    """Every history key must be an index of the pool (a history of another pool is a DataError)."""
+    missing = [k for k in history if int(k) not in labels]
+    if missing:
+        raise DataError(f"{where}: index {missing[0]} is not in the pool {pool}"
+                        + (f" ({len(missing)} of {len(history)} indices are not)" if len(missing) > 1 else ""))
+
+
 def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None) -> dict[str, list[float]]:
     """Convert a training run's `metrics.jsonl` (`acc/by_index` per step) into the history format.
 

@@ -19,16 +19,12 @@ def add_arguments(p):
 def run(args) -> int:
     import json
 
-    from oneshot_rlvr.errors import DataError
     from oneshot_rlvr.fileio import check_not_input, write_atomic
-    from oneshot_rlvr.selection import history_from_metrics, load_history, pool_labels
+    from oneshot_rlvr.selection import check_in_pool, history_from_metrics, load_history, pool_labels
 
     check_not_input(args.out, history=args.history, metrics=args.metrics, pool=args.pool)
     history = load_history(args.history) if args.history else history_from_metrics(args.metrics, args.up_to_step)
-    pool_index = set(pool_labels(args.pool))
-    missing = [k for k in history if int(k) not in pool_index]
-    if missing:
-        raise DataError(f"{args.history or args.metrics}: index {missing[0]} is not in the pool {args.pool}")
+    check_in_pool(history, pool_labels(args.pool), args.history or args.metrics, args.pool)
     write_atomic(args.out, json.dumps(history, indent=1))  # key order kept: it breaks ranking ties
     print(f"history of {len(history)} pool examples -> {args.out}")
     return 0
