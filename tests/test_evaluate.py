@@ -285,6 +285,22 @@ def test_cli_unknown_benchmark(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_help_lists_every_benchmark_and_group():
+    # the help used to stop at arc_c: the miniature world's benchmarks were accepted but unlisted
+    import argparse
+    import re
+
+    from oneshot_rlvr.benchmarks import BENCHMARKS, parse_benchmark_list
+    from oneshot_rlvr.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices["evaluate"]._actions if "--benchmarks" in a.option_strings)
+    listed = set(re.findall(r"[a-z][a-z0-9_]+", action.help))  # the unwrapped text argparse prints
+    assert set(BENCHMARKS) <= listed, set(BENCHMARKS) - listed
+    for group in ("math6", "arc", "all", "toy_all"):
+        assert group in listed and len(parse_benchmark_list(group)) > 1
+
+
 def test_cli_missing_model_dir(tmp_path, capsys):
     missing = tmp_path / "no_such_model"
     rc = main(["evaluate", "--model", str(missing), "--benchmarks", "math500", "--out", str(tmp_path / "o")])

@@ -8,14 +8,18 @@ lacking an asked grader, is an error (--overwrite or another --out).
 from __future__ import annotations
 
 
+def _benchmarks_help() -> str:
+    # from the registry, so a new benchmark cannot be missing here
+    from oneshot_rlvr.benchmarks import BENCHMARKS, TOY, get_spec
+
+    real = ",".join(b for b in BENCHMARKS if not get_spec(b).toy)
+    return (f"comma list of {real} (groups: math6, arc, all); the miniature world's "
+            f"{','.join(TOY)} (group: toy_all)")
+
+
 def add_arguments(p):
     p.add_argument("--model", required=True, help="HF hub id or local model directory (never downloaded here)")
-    p.add_argument(
-        "--benchmarks",
-        required=True,
-        help="comma list of math500,aime24,amc23,minerva_math,olympiadbench,aime25,arc_e,arc_c "
-        "(groups: math6, arc, all)",
-    )
+    p.add_argument("--benchmarks", required=True, help=_benchmarks_help())
     p.add_argument("--out", required=True, help="output directory; one sub-directory per benchmark")
     p.add_argument("--engine", default="vllm", choices=["vllm", "hf"], help="generation engine (default vllm)")
     p.add_argument("--graders", default="qwen,math_verify", help="comma list of qwen,math_verify,deepscaler,deepscaler_think (the last: after </think>, "
