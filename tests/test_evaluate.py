@@ -183,6 +183,34 @@ def test_existing_summary_with_other_settings_is_an_error(tmp_path):
         evaluate(str(model), ["aime24"], out, EvalOptions(max_new_tokens=16, limit=5, protocol="rllm"))
 
 
+def test_summary_of_another_engine_or_timeout_is_not_reused(tmp_path):
+    # these were recorded but not compared: an HF-generate summary passed for a vLLM evaluation
+    model = _fake_model_dir(tmp_path)
+    out = tmp_path / "eval"
+    dec = {"n_samples": 1, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 16, "seed": 0,
+           "prompt_type": "qwen25-math-cot", "limit": 5, "dtype": "auto", "engine": "hf", "grader_timeout_s": 3.0}
+    atomic_write_json(out / "math500" / "summary.json", {"accuracy": {"qwen": 1.0, "math_verify": 1.0}, "decoding": dec})
+    same = dict(max_new_tokens=16, limit=5, engine="hf")
+    assert evaluate(str(model), ["math500"], out, EvalOptions(**same))["math500"]["accuracy"]
+    with pytest.raises(ConfigError, match=r"engine 'hf' \(asked 'vllm'\)"):
+        evaluate(str(model), ["math500"], out, EvalOptions(**same | {"engine": "vllm"}))
+    with pytest.raises(ConfigError, match=r"grader_timeout_s 3.0 \(asked 10.0\)"):
+        evaluate(str(model), ["math500"], out, EvalOptions(**same | {"grader_timeout": 10.0}))
+    # tool calls: the tool timeout counts (it is recorded only when they are on)
+    atomic_write_json(out / "math500" / "summary.json", {"accuracy": {"qwen": 1.0, "math_verify": 1.0},
+                                                         "decoding": dec | {"max_func_call": 4, "tool_timeout_s": 5.0}})
+    assert evaluate(str(model), ["math500"], out, EvalOptions(**same, max_func_call=4, tool_timeout=5.0))
+    with pytest.raises(ConfigError, match=r"tool_timeout_s 5.0 \(asked 1.0\)"):
+        evaluate(str(model), ["math500"], out, EvalOptions(**same, max_func_call=4, tool_timeout=1.0))
+    with pytest.raises(ConfigError, match=r"max_func_call 4 \(asked 0\).*tool_timeout_s 5.0 \(asked None\)"):
+        evaluate(str(model), ["math500"], out, EvalOptions(**same))
+    # a summary made without tool calls records no tool timeout: max_func_call tells them apart
+    atomic_write_json(out / "math500" / "summary.json", {"accuracy": {"qwen": 1.0, "math_verify": 1.0}, "decoding": dec})
+    with pytest.raises(ConfigError, match=r"max_func_call 0 \(asked 4\)") as err:
+        evaluate(str(model), ["math500"], out, EvalOptions(**same, max_func_call=4))
+    assert "tool_timeout_s" not in str(err.value)
+
+
 def test_summary_of_rewritten_weights_is_redone(tmp_path, capsys):
     """A retrained run rewrites its checkpoint: the old summary must not be reused (the workflow relies
     on this instead of --overwrite, so that an interrupted chunk keeps its finished benchmarks)."""

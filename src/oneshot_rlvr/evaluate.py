@@ -466,9 +466,12 @@ def check_model(model: str) -> None:
 
 # Settings that change what a summary measures: a summary made with other values is not "done" for
 # this request (e.g. a --limit 5 smoke run must not stand in for the full evaluation).
+# The engine samples differently (vLLM vs HF generate), a grader timeout decides which slow answers count
+# as wrong, and a tool timeout which programs give an output: each is a setting of the measurement too.
 _SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit", "dtype",
-                  "max_func_call")
-# the value a summary that does not record the key was made with
+                  "max_func_call", "engine", "grader_timeout_s", "tool_timeout_s")
+# the value a summary that does not record the key was made with (tool_timeout_s is recorded only with
+# tool calls; where absent it is not compared, and max_func_call already tells the two apart)
 _SETTINGS_DEFAULTS = {"max_func_call": 0}
 
 
@@ -493,8 +496,10 @@ def _check_same_settings(path: Path, existing: dict, benchmark: str, opts: EvalO
     old = existing.get("decoding") if isinstance(existing, dict) else None
     if not isinstance(old, dict):
         return
-    want = asdict(decoding_for(benchmark, opts)) | {"prompt_type": opts.prompt_type, "limit": opts.limit,
-                                                     "dtype": opts.dtype, "max_func_call": opts.max_func_call}
+    want = asdict(decoding_for(benchmark, opts)) | {
+        "prompt_type": opts.prompt_type, "limit": opts.limit, "dtype": opts.dtype, "max_func_call": opts.max_func_call,
+        "engine": opts.engine, "grader_timeout_s": opts.grader_timeout,
+        "tool_timeout_s": opts.tool_timeout if opts.max_func_call > 0 else None}
     old = _SETTINGS_DEFAULTS | old
     diff = [f"{k} {old[k]!r} (asked {want[k]!r})" for k in _SETTINGS_KEYS if k in old and old[k] != want[k]]
     if diff:

@@ -275,10 +275,14 @@ def run_program(code: str, timeout: float = TIMEOUT_S, memory_mb: int = MEMORY_M
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        line = _read_line(r, time.monotonic() + timeout)
+        deadline = time.monotonic() + timeout
+        line = _read_line(r, deadline)
         if line is None:
-            proc.poll()
-            if proc.returncode is None:
+            # EOF before the deadline: the interpreter is exiting but may not be reaped yet (poll() alone
+            # raced and called an os._exit(3) a timeout); it still has until the deadline to go
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 return "", "Timeout Error"
             return "", f"Process Error: the program's interpreter exited with code {proc.returncode}"
         msg = json.loads(line)
