@@ -270,6 +270,31 @@ def test_unreadable_state_is_an_error_naming_it(tmp_path, two_step_run, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("damage, message", [
+    (lambda lines: lines[:1], "has 1 of the 2 lines the state"),
+    (lambda lines: ["{not json"] + lines[1:], "line 1 is not valid JSON"),
+    (lambda lines: lines[:1] + [lines[0]], "line 2 should be step 2"),
+])
+def test_damaged_kept_metrics_stop_the_resume(tmp_path, two_step_run, capsys, damage, message):
+    """The metrics lines a resume keeps were used as they stood: a truncated file gave a finished run that
+    lacked steps, a broken line a metrics.jsonl nothing could read. Now the resume stops, naming the file."""
+    from oneshot_rlvr import cli
+
+    cfg, ref = two_step_run
+    out = _copy_run(ref, tmp_path / "run", done=False)
+    metrics = out / "metrics.jsonl"
+    metrics.write_text("".join(line + "\n" for line in damage(metrics.read_text().splitlines())))
+    run_yaml = tmp_path / "RUN.yaml"
+    run_yaml.write_text(yaml.safe_dump(dataclasses.replace(cfg, total_steps=3).to_dict()))
+    before = _tree(out)
+    rc = cli.main(["train", "--config", str(run_yaml), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    assert str(metrics) in err and message in err, err
+    assert _tree(out) == before
+
+
+@pytest.mark.slow
 def test_complete_run_is_left_untouched(tmp_path, two_step_run, capsys):
     """Rerunning a finished run (state kept) with its config, logging/speed keys changed, does nothing:
     no file is rewritten (config.yaml and done.json were before), and it says so."""

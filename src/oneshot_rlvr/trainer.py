@@ -905,6 +905,7 @@ class GRPOTrainer:
             step, path = found
             blob = _load_state(path, self.device)
             _refuse_state(self.out, step, path, blob, self.cfg)  # before anything is written or loaded
+            _check_kept_metrics(self.out / "metrics.jsonl", step, int(blob["metrics_lines"]), path)
         # half-written states / checkpoints of a killed run are never loaded, only removed
         if main:
             for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*"),
@@ -1198,6 +1199,26 @@ def _read_done(path: Path) -> dict:
     if not isinstance(done, dict) or not isinstance(done.get("final_step"), int):
         raise DataError(f"{path}: not a done.json of `rlvr train` ({{\"steps\": [...], \"final_step\": k}})")
     return done
+
+
+def _check_kept_metrics(metrics: Path, step: int, n_lines: int, state: Path) -> None:
+    """The metrics lines a resume keeps must be those the state counted: whole JSON lines, the last of step
+    `step`. Otherwise (a truncated or edited file) the resumed run would silently miss or repeat steps."""
+    if n_lines == 0:
+        return
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    if len(lines) < n_lines:
+        raise DataError(f"{metrics}: has {len(lines)} of the {n_lines} lines the state {state} (step {step}) was "
+                        f"saved after; restore the file, or delete {metrics.parent} to retrain from scratch")
+    for lineno, line in enumerate(lines[:n_lines], 1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{metrics}: line {lineno} is not valid JSON ({exc.msg}); it precedes the state "
+                            f"{state} of step {step}, so resuming cannot recompute it") from None
+        if lineno == n_lines and not (isinstance(rec, dict) and rec.get("step") == step):
+            got = rec.get("step") if isinstance(rec, dict) else rec
+            raise DataError(f"{metrics}: line {lineno} should be step {step} (the state {state}), found step {got!r}")
 
 
 def _refuse_state(out: Path, step: int, path: Path, blob: dict, cfg: RunConfig) -> None:
