@@ -398,3 +398,30 @@ def test_evaluate_refuses_an_unusable_out_before_loading_the_model(tmp_path, cap
     assert cli.main(["evaluate", "--model", str(tmp_path / "no-model"), "--benchmarks", "math500",
                      "--out", str(out)]) == 2
     assert "is a file" in capsys.readouterr().err and out.read_text(encoding="utf-8") == "keep me"
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "tables", "figures"])
+def test_out_under_a_read_only_directory_is_refused_before_loading(command, tmp_path, tiny_model_dir, capsys,
+                                                                   monkeypatch):
+    # root ignores chmod, so the read-only directory (a read-only mount, another user's folder) is os.access
+    # saying no; train used to load the model and fail at its first write with a bare PermissionError
+    import os
+
+    from oneshot_rlvr import fileio
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(fileio.os, "access", lambda p, mode, **kw: Path(p) != ro and real(p, mode, **kw))
+    monkeypatch.chdir(tmp_path)
+    if command == "train":
+        _cli_inputs(tmp_path, tiny_model_dir)  # a valid RUN.yaml of the tiny model
+    out = ro / "sub" / "out"
+    argv = {"train": ["train", "--config", str(tmp_path / "in" / "RUN.yaml")],
+            "evaluate": ["evaluate", "--model", str(tmp_path / "no-model"), "--benchmarks", "math500"],
+            "tables": ["tables", "--metrics", str(tmp_path / "no-metrics.csv")],
+            "figures": ["figures", "--metrics", str(tmp_path / "no-metrics.csv")]}[command]
+    assert cli.main(argv + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: {ro} is not writable" in err and "Traceback" not in err, err
+    assert list(ro.iterdir()) == []

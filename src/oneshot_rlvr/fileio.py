@@ -35,11 +35,15 @@ def check_not_input(out: str | Path, **inputs: str | Path | None) -> None:
 
 
 def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
-    """`path` must be usable as an output directory: not an existing file (checked before any work)."""
+    """`path` must be usable as an output directory: not an existing file, and the nearest existing directory
+    (itself or a parent) writable. Checked before any work; nothing is created."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise DataError(f"{flag} {path} is a file; give a directory (it is created if missing)")
     _check_parents(path, f"{flag} {path}")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"{flag} {path}: {existing} is not writable")
     return path
 
 

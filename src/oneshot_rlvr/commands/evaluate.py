@@ -85,19 +85,13 @@ def options_from_args(args):
 
 
 def run(args) -> int:
-    import os
-
     from oneshot_rlvr.benchmarks import parse_benchmark_list
-    from oneshot_rlvr.errors import DataError
     from oneshot_rlvr.evaluate import evaluate
     from oneshot_rlvr.fileio import check_out_dir
 
-    # before the model is loaded: an unusable --out would otherwise fail after all the generation. Nothing is
-    # created here (bad arguments leave no --out behind): the nearest existing directory must be writable.
-    out = check_out_dir(args.out)
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not os.access(existing, os.W_OK):
-        raise DataError(f"--out {out}: {existing} is not writable")
+    # before the model is loaded: an unusable --out would otherwise fail after all the generation (nothing is
+    # created here: bad arguments leave no --out behind)
+    check_out_dir(args.out)
     opts = options_from_args(args)
     benchmarks = parse_benchmark_list(args.benchmarks)
     results = evaluate(args.model, benchmarks, args.out, opts)
