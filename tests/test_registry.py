@@ -307,3 +307,13 @@ def test_tool_call_loop_is_passed_to_harness_models_only(paper):
     assert "--max-func-call" not in plan_of(DEMO).evaluate_args("tiny", "pi1")
     fast = plan_of(_edited(PAPER, lambda c: c["evaluation"].update(tool_timeout=2.5))).evaluate_args(M15, "pi1")
     assert fast[fast.index("--tool-timeout") + 1] == "2.5"
+
+
+def test_select_best_grades_with_the_report_grader_and_every_evaluated_one(paper):
+    # prune keeps the best step under each: Table 4's R1-Distill rows use deepscaler_think's best step
+    assert paper.select_graders(M15) == ["qwen", "math_verify"]
+    assert paper.select_graders("r1-distill-qwen-1.5b") == ["qwen", "math_verify", "deepscaler_think"]
+    mv = plan_of(_edited(PAPER, lambda c: c.update(report={"grader": "math_verify"})))
+    assert mv.select_graders(M15) == ["math_verify", "qwen"]
+    extra = plan_of(_edited(DEMO, lambda c: c["evaluation"].update(extra_args="--graders qwen,deepscaler --samples 1")))
+    assert extra.select_graders("tiny") == ["qwen", "deepscaler"]

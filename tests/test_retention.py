@@ -38,6 +38,23 @@ def test_none_after_eval_keeps_only_best_and_unevaluated(tmp_path):
     assert rep["deleted_steps"] == [0, 2] and rep["bytes_freed"] == 100 + 102 and rep["bytes_kept"] == 104 + 106
 
 
+def test_best_step_of_every_grader_is_kept(tmp_path):
+    # Table 4 reports the R1-Distill rows at deepscaler_think's best step: prune kept qwen's only and
+    # deleted the checkpoint the table calls best
+    run = _run(tmp_path)
+    best = json.loads((run / "best.json").read_text())
+    best["by_grader"] = {"qwen": {"best_avg": best["best_avg"], "per_benchmark": best["per_benchmark"]},
+                         "deepscaler_think": {"best_avg": {"step": 0, "average": 2.0},
+                                              "per_benchmark": {"math500": {"step": 0, "value": 2.0}}}}
+    (run / "best.json").write_text(json.dumps(best))
+    prune(run, "none-after-eval")
+    assert _left(run) == [0, 4, 6]
+    best["by_grader"]["deepscaler_think"]["best_avg"] = {"step": "0"}
+    (run / "best.json").write_text(json.dumps(best))
+    with pytest.raises(DataError, match=r"by_grader\.deepscaler_think\.best_avg\.step is not a step number"):
+        prune(run, "none-after-eval")
+
+
 def test_evaluated_best_keeps_per_benchmark_bests(tmp_path):
     run = _run(tmp_path)
     prune(run, "evaluated-best")
@@ -195,4 +212,6 @@ def test_workflow_plans_a_prune_per_run_after_select_best(tmp_path):
     pruned = sorted(set(re.findall(r"rlvr prune --run-dir results/demo_tiny/runs/tiny/(\S+) "
                                    r"--policy none-after-eval --benchmarks math500,\S+ --keep-optimizer last --out", out)))
     assert pruned == ["pi1", "pi13", "pi1_pi13", "pool16"]
+    # best.json selects under every grader the runs are evaluated with (prune keeps each one's best)
+    assert re.search(r"rlvr select-best --run-dir results/demo_tiny/runs/tiny/pi1 --grader qwen,math_verify --out", out)
     assert "runs/tiny/base/retention.json" not in out and "pi1--keepall/retention.json" not in out

@@ -83,6 +83,22 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert json.loads(out.read_text())["best_avg"]["step"] == 120
 
 
+def test_cli_several_graders_select_under_each(tmp_path, capsys):
+    run = tmp_path / "run"
+    for step, v in [(0, 10.0), (20, 40.0), (100, 30.0)]:
+        for b in MATH6:
+            _write(run, step, b, {"qwen": v, "deepscaler_think": 100 - v})
+    out = tmp_path / "best.json"
+    assert main(["select-best", "--run-dir", str(run), "--out", str(out), "--grader", "qwen,deepscaler_think"]) == 0
+    r = json.loads(out.read_text())
+    assert r["grader"] == "qwen" and r["best_avg"]["step"] == 20  # the first grader at the top level
+    assert {g: v["best_avg"]["step"] for g, v in r["by_grader"].items()} == {"qwen": 20, "deepscaler_think": 0}
+    assert r["by_grader"]["deepscaler_think"]["per_benchmark"]["math500"] == {"step": 0, "value": 90.0}
+    assert "at step 0 (deepscaler_think)" in capsys.readouterr().out
+    assert main(["select-best", "--run-dir", str(run), "--out", str(out), "--grader", "qwen,math_verify"]) == 2
+    assert "no accuracy for grader 'math_verify'" in capsys.readouterr().err
+
+
 def test_cli_errors_name_the_file(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["select-best", "--run-dir", str(run), "--out", str(tmp_path / "b.json")]) == 2

@@ -185,6 +185,19 @@ class Plan:
             args += ["--limit", str(ev["limit"])]
         return args
 
+    def select_graders(self, model: str) -> list[str]:
+        """`rlvr select-best --grader`: the report's grader first, then every grader the model's runs are
+        evaluated with, so that prune keeps the best checkpoint of each (Table 4's R1-Distill rows report
+        `deepscaler_think`'s best step, the others `report.grader`'s)."""
+        from oneshot_rlvr.evaluate import DEFAULT_GRADERS
+
+        if self.cfg["models"][model].get("eval_protocol", "harness") != "harness":
+            evaluated = ["qwen", "math_verify", "deepscaler_think"]  # as evaluate_args passes them
+        else:
+            evaluated = list(_eval_extra_graders(self.cfg["evaluation"].get("extra_args") or "") or DEFAULT_GRADERS)
+        report = (self.cfg.get("report") or {}).get("grader", "qwen")
+        return list(dict.fromkeys([report, *evaluated]))
+
     def evaluate_dtype(self, step: int) -> str:
         """`--dtype` of step `step`'s evaluation: the base model's (step 0) or the trained checkpoints'."""
         ev = self.cfg["evaluation"]
@@ -299,6 +312,21 @@ def _check_train_command(command: str) -> None:
     except (ValueError, KeyError, IndexError, AttributeError) as exc:
         raise ConfigError(f"config key 'commands.train': not a valid command template ({exc}); "
                           f"placeholders allowed: {allowed}, write {{{{ }}}} for a literal brace") from None
+
+
+def _eval_extra_graders(extra: str) -> list[str] | None:
+    """The graders `evaluation.extra_args` asks for with --graders (None: it does not set them)."""
+    import argparse
+    import shlex
+
+    from oneshot_rlvr.commands import evaluate as evaluate_cmd
+
+    parser = argparse.ArgumentParser(prog="rlvr evaluate", add_help=False)
+    evaluate_cmd.add_arguments(parser)
+    for a in parser._actions:
+        a.required, a.default = False, argparse.SUPPRESS
+    graders = getattr(parser.parse_known_args(shlex.split(extra))[0], "graders", None)
+    return [g.strip() for g in graders.split(",") if g.strip()] if graders else None
 
 
 def _check_eval_extra_args(cfg: dict) -> None:

@@ -3,8 +3,9 @@
 Policies (`keep_checkpoints`): `all` keeps everything; `evaluated-best` keeps the best-average step
 and every per-benchmark best step; `none-after-eval` keeps only the best-average step. A checkpoint
 is deleted only once its step appears in best.json's evaluated steps (every evaluation that needs
-it has completed) and the best-average step is never deleted; if no step could be ranked nothing is
-deleted. A checkpoint is first renamed to `.step_<k>.deleting` and then removed, so a kill during
+it has completed) and the best-average step is never deleted -- under every grader best.json selected
+with (`by_grader`: the report's grader and each one the run was evaluated with, so a table of any of
+them finds its best checkpoint); if no step could be ranked nothing is deleted. A checkpoint is first renamed to `.step_<k>.deleting` and then removed, so a kill during
 the deletion never leaves a half-deleted `step_<k>` that looks like a checkpoint (the leftover is
 removed by the next prune or by `rlvr train`'s resume).
 
@@ -43,9 +44,10 @@ def remove_dir(path: Path) -> None:
     shutil.rmtree(doomed)
 
 
-def _read_best(path: Path) -> tuple[set[int], set[int], int | None, set[int]]:
-    """(ranked steps, incomplete steps, best-average step or None, per-benchmark best steps) of best.json;
-    anything malformed is a DataError naming the file (deleting on a misread would lose checkpoints)."""
+def _read_best(path: Path) -> tuple[set[int], set[int], set[int], set[int]]:
+    """(ranked steps, incomplete steps, best-average steps, per-benchmark best steps) of best.json, the
+    best steps under every grader it selected with ('by_grader'); anything malformed is a DataError
+    naming the file (deleting on a misread would lose checkpoints)."""
     try:
         best = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -73,14 +75,21 @@ def _read_best(path: Path) -> tuple[set[int], set[int], int | None, set[int]]:
         if not k.isdigit():
             raise bad(f"incomplete_steps key is not a step number: {k!r}")
         incomplete.add(int(k))
-    avg = best.get("best_avg")
-    if avg and not isinstance(avg, dict):
-        raise bad("'best_avg' is not an object")
-    best_avg = step(avg.get("step"), "best_avg.step") if avg else None
-    per = best.get("per_benchmark", {})
-    if not isinstance(per, dict) or not all(isinstance(v, dict) for v in per.values()):
-        raise bad("'per_benchmark' is not an object of {\"step\", \"value\"} objects")
-    per_bench = {step(v.get("step"), f"per_benchmark.{b}.step") for b, v in per.items()}
+    by_grader = best.get("by_grader", {})
+    if not isinstance(by_grader, dict) or not all(isinstance(v, dict) for v in by_grader.values()):
+        raise bad("'by_grader' is not an object of selections")
+    best_avg: set[int] = set()
+    per_bench: set[int] = set()
+    for where, sel in [("", best)] + [(f"by_grader.{g}.", v) for g, v in by_grader.items()]:
+        avg = sel.get("best_avg")
+        if avg and not isinstance(avg, dict):
+            raise bad(f"'{where}best_avg' is not an object")
+        if avg:
+            best_avg.add(step(avg.get("step"), f"{where}best_avg.step"))
+        per = sel.get("per_benchmark", {})
+        if not isinstance(per, dict) or not all(isinstance(v, dict) for v in per.values()):
+            raise bad(f"'{where}per_benchmark' is not an object of {{\"step\", \"value\"}} objects")
+        per_bench |= {step(v.get("step"), f"{where}per_benchmark.{b}.step") for b, v in per.items()}
     return ranked, incomplete, best_avg, per_bench
 
 
@@ -108,8 +117,8 @@ def prune(run_dir: str | Path, policy: str, dry_run: bool = False, benchmarks: l
     else:
         evaluated = ranked - incomplete
     keep: set[int] = set(ckpts) if policy == "all" else set()
-    if best_avg is not None:
-        keep.add(best_avg)
+    if best_avg:
+        keep |= best_avg
     elif per_bench:  # a run without the six-benchmark average (e.g. MATH500 + AIME24): each one's best
         keep |= per_bench
     else:  # nothing could be ranked: delete nothing

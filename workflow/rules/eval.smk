@@ -41,10 +41,11 @@ rule select_best:
     params:
         rlvr=RLVR,
         run_dir=lambda wildcards: f"results/{wildcards.name}/runs/{wildcards.model}/{wildcards.run}",
+        graders=lambda wildcards: ",".join(PLAN.select_graders(wildcards.model)),
     conda:
         "../../envs/rlvr.yaml"
     shell:
-        "{params.rlvr} select-best --run-dir {params.run_dir} --out {output} > {log} 2>&1"
+        "{params.rlvr} select-best --run-dir {params.run_dir} --grader {params.graders} --out {output} > {log} 2>&1"
 
 
 rule collect:

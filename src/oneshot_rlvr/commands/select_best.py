@@ -29,7 +29,9 @@ def add_arguments(p):
         default="math500,aime24,amc23,minerva_math,olympiadbench,aime25",
         help="benchmarks averaged for the best step (default: the paper's six)",
     )
-    p.add_argument("--grader", default="qwen", help="which grader's accuracy to use (default qwen, as the paper)")
+    p.add_argument("--grader", default="qwen",
+                   help="which grader's accuracy to use (default qwen, as the paper); a comma list selects under "
+                   "each (best.json's 'by_grader', all kept by `rlvr prune`), the first one at the top level")
 
 
 def select_best(table: dict[int, dict[str, float]], benchmarks: list[str] | tuple[str, ...]) -> dict:
@@ -110,16 +112,25 @@ def run(args) -> int:
     from oneshot_rlvr.evaluate import atomic_write_json
 
     benchmarks = parse_benchmark_list(args.benchmarks)
-    table = read_table(Path(args.run_dir), args.grader)
-    result = select_best(table, benchmarks)
-    result["grader"] = args.grader
+    graders = list(dict.fromkeys(g.strip() for g in args.grader.split(",") if g.strip()))
+    if not graders:
+        raise ConfigError("--grader: no grader given")
+    # every grader's selection: a table reporting another grader's best step (R1-Distill rows use
+    # deepscaler_think, `report.grader` may be math_verify) must find that checkpoint kept by prune
+    by_grader = {g: select_best(read_table(Path(args.run_dir), g), benchmarks) for g in graders}
+    result = dict(by_grader[graders[0]])
+    result["grader"] = graders[0]
     result["run_dir"] = str(args.run_dir)
+    if len(graders) > 1:
+        result["by_grader"] = {g: {"best_avg": r["best_avg"], "per_benchmark": r["per_benchmark"]}
+                               for g, r in by_grader.items()}
     atomic_write_json(args.out, result)
-    if result["best_avg"] is None:
-        print(f"no step has all of {', '.join(benchmarks)}; per-benchmark bests written to {args.out}")
-    else:
-        b = result["best_avg"]
-        print(f"best average {b['average']:.2f} at step {b['step']} ({args.grader}); written to {args.out}")
+    for g, r in by_grader.items():
+        if r["best_avg"] is None:
+            print(f"no step has all of {', '.join(benchmarks)} ({g}); per-benchmark bests written to {args.out}")
+        else:
+            b = r["best_avg"]
+            print(f"best average {b['average']:.2f} at step {b['step']} ({g}); written to {args.out}")
     for step, missing in result["incomplete_steps"].items():
         print(f"step {step}: missing {', '.join(missing)} (not averaged)")
     return 0
