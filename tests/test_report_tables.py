@@ -151,6 +151,19 @@ def test_paper_numbers_through_the_cli(tmp_path):
     assert "; row 10: at step 20." in (tmp_path / "t" / "table5.md").read_text(encoding="utf-8")
 
 
+def test_avg_is_the_mean_of_the_rounded_cells_as_the_paper():
+    # the harness stores each accuracy rounded to 0.1 and the paper averages those: cells 10.1 x3 and
+    # 10.0 x3 give 10.05 -> 10.1, where the rounded unrounded mean (10.01) showed 10.0
+    values = dict(zip(SIX_BENCHMARKS, (10.06, 10.06, 10.06, 9.96, 9.96, 9.96)))
+    rows = [(PAPER_MAIN_MODEL, "pi1", 20, b, "qwen", "accuracy", v) for b, v in values.items()]
+    df = pd.DataFrame(rows, columns=["model", "run", "step", "benchmark", "grader", "metric", "value"])
+    table = build_table(TABLES["table8"], validate_metrics(df.astype({"step": str, "value": str})))
+    row = next(r for r in table.rows if r.run == "pi1")
+    shown = [row.cells[b].ours_shown for b in SIX_BENCHMARKS]
+    assert shown == [10.1, 10.1, 10.1, 10.0, 10.0, 10.0]
+    assert row.cells["avg"].ours_shown == round1(sum(shown) / 6) == 10.1
+
+
 def test_rows_graded_by_another_grader_use_it_and_say_so():
     """The paper's R1-Distill numbers come from the rllm evaluator (DeepScaleR's grader after </think>): Table 4's R1 rows
     read that grader's accuracy, the other rows the table's grader, and the caption says which."""

@@ -31,6 +31,18 @@ def average_by_step(acc: pd.DataFrame, benchmarks: tuple[str, ...] = SIX_BENCHMA
     return sub.mean(axis=1).sort_index()
 
 
+def paper_average(acc: pd.DataFrame, step: int, benchmarks: tuple[str, ...] = SIX_BENCHMARKS) -> float | None:
+    """The paper's Avg. at `step`: the mean of the benchmark accuracies rounded to 0.1 first, as the harness
+    stores them (official-repo §4.2; Table 8's MATH row: 219.9 / 6 = 36.65 -> 36.7). None if one is missing.
+    (Selection compares unrounded means: the step is chosen as `best_average_step` chooses it.)"""
+    if step not in acc.index or any(b not in acc.columns for b in benchmarks):
+        return None
+    values = acc.loc[step, list(benchmarks)]
+    if values.isna().any():
+        return None
+    return sum(round1(float(v)) for v in values) / len(benchmarks)
+
+
 def _argmax_earliest(series: pd.Series) -> tuple[int, float] | None:
     series = series.dropna()
     if series.empty:

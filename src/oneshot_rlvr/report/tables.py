@@ -17,7 +17,7 @@ import pandas as pd
 
 from oneshot_rlvr.errors import ConfigError
 from oneshot_rlvr.report import BENCHMARK_NAMES, PAPER_MAIN_MODEL, SIX_BENCHMARKS, SUBJECTS
-from oneshot_rlvr.report.best import average_by_step, best_average_step, best_benchmark_step, round1
+from oneshot_rlvr.report.best import best_average_step, best_benchmark_step, paper_average, round1
 from oneshot_rlvr.report.longtable import RunIndex, RunView, run_view
 from oneshot_rlvr.report.paper import PaperRow, load_paper_table
 
@@ -60,7 +60,8 @@ def at_best_avg(bench: str) -> Column:
 
 
 def avg_at_best_avg(header: str = "Avg.") -> Column:
-    return Column("avg", header, lambda c: _first(c.best_avg, 1))
+    # the paper's Avg. of the best step: the mean of its six rounded cells, not the rounded mean
+    return Column("avg", header, lambda c: None if c.best_avg is None else paper_average(c.view.accuracy, c.best_avg[0]))
 
 
 def best_avg_step(key: str = "step", header: str = "Step") -> Column:
@@ -277,7 +278,7 @@ def _at_step(ctx: RunContext, col: Column, step: int) -> float | None:
     if col.kind == "step":
         return step if step in ctx.view.accuracy.index else None
     if col.key == "avg":
-        return average_by_step(ctx.view.accuracy).get(step)
+        return paper_average(ctx.view.accuracy, step)
     return ctx.view.value(step, col.key, "accuracy")
 
 
