@@ -87,6 +87,39 @@ def test_malformed_summary_names_the_file(tree, tmp_path, capsys):
     assert "MODEL/RUN" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(pass_at_k=60.0), "'pass_at_k' must be a mapping grader -> percent"),
+    (lambda s: s.update(accuracy_by_subject=[1, 2]), "'accuracy_by_subject' must be a mapping grader -> a mapping"),
+    (lambda s: s.update(accuracy_by_subject={"qwen": {"Algebra": "55"}}),
+     "accuracy_by_subject.qwen.Algebra is not a number: '55'"),  # was dropped silently
+])
+def test_wrongly_shaped_summary_names_the_file(tree, tmp_path, capsys, edit, message):
+    # these were bare AttributeErrors (rc 1)
+    bad = tree / "runs" / "tiny" / "pi1" / "eval" / "step_2" / "aime24" / "summary.json"
+    summary = json.loads(bad.read_text())
+    edit(summary)
+    bad.write_text(json.dumps(summary))
+    out = tmp_path / "metrics.csv"
+    assert main(["collect", "--results", str(tree), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: {message}" in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_metrics_line_that_is_not_an_object_names_the_line(tree, tmp_path, capsys):
+    metrics = tree / "runs" / "tiny" / "pi1" / "train" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + "[1, 2]\n")
+    assert main(["collect", "--results", str(tree), "--out", str(tmp_path / "m.csv")]) == 2
+    assert f"{metrics}: line 3: expected a JSON object" in capsys.readouterr().err
+
+
+def test_empty_runs_list_is_an_error(tree, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["collect", "--results", str(tree), "--out", str(tmp_path / "m.csv"), "--runs"])
+    assert exc.value.code == 2 and "--runs" in capsys.readouterr().err
+    assert not (tmp_path / "m.csv").exists()
+
+
 def test_empty_tree_gives_header_only(tmp_path):
     (tmp_path / "fresh" / "runs").mkdir(parents=True)  # nothing evaluated yet
     out = tmp_path / "m.csv"

@@ -45,6 +45,10 @@ def summary_rows(model: str, run: str, step: int, bench: str, summary: dict, whe
     acc = summary.get("accuracy")
     if not isinstance(acc, dict) or not acc:
         raise DataError(f"{where}: 'accuracy' must be a mapping grader -> percent")
+    for key in ("accuracy", "pass_at_k", "accuracy_by_subject"):
+        if not isinstance(summary.get(key) or {}, dict):
+            raise DataError(f"{where}: '{key}' must be a mapping grader -> "
+                            + ("a mapping subject -> percent" if key == "accuracy_by_subject" else "percent"))
     for key in ("accuracy", "pass_at_k"):
         for grader, v in (summary.get(key) or {}).items():
             if not _number(v):
@@ -54,8 +58,10 @@ def summary_rows(model: str, run: str, step: int, bench: str, summary: dict, whe
         if not isinstance(subjects, dict):
             raise DataError(f"{where}: accuracy_by_subject.{grader} must be a mapping subject -> percent")
         for subject, v in subjects.items():
-            if _number(v):
-                add(grader, f"accuracy/{subject}", v)
+            # (a subject none of the problems had is absent, not null: anything else is a broken file)
+            if not _number(v):
+                raise DataError(f"{where}: accuracy_by_subject.{grader}.{subject} is not a number: {v!r}")
+            add(grader, f"accuracy/{subject}", v)
     for key in GRADER_FREE:
         if _number(summary.get(key)):
             add("", key, summary[key])
@@ -65,6 +71,9 @@ def summary_rows(model: str, run: str, step: int, bench: str, summary: dict, whe
 def train_rows(model: str, run: str, metrics_path: Path) -> list[dict]:
     rows = []
     for lineno, rec in iter_jsonl(metrics_path):
+        if not isinstance(rec, dict):
+            raise DataError(f"{metrics_path}: line {lineno}: expected a JSON object (one training step), "
+                            f"got {type(rec).__name__}")
         step = rec.get("step")
         if not isinstance(step, int) or isinstance(step, bool):
             raise DataError(f"{metrics_path}: line {lineno} has no integer 'step'")

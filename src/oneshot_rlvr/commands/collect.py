@@ -10,7 +10,8 @@ from oneshot_rlvr.errors import ConfigError, DataError
 def add_arguments(p):
     p.add_argument("--results", required=True, help="results/<config-name> directory")
     p.add_argument("--out", required=True, help="CSV to write (columns of docs/contracts.md)")
-    p.add_argument("--runs", nargs="*", default=None, metavar="MODEL/RUN",
+    # (nargs "+": an empty --runs, e.g. an empty shell variable, wrote a header-only table with rc 0)
+    p.add_argument("--runs", nargs="+", default=None, metavar="MODEL/RUN",
                    help="only these runs (default: every run under RESULTS/runs)")
 
 
