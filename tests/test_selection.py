@@ -90,6 +90,10 @@ def test_history_from_training_metrics(tmp_path):
     assert list(h) == ["1", "3", "2"]  # first appearance, by index within a step: a deterministic tie order
     # stds 0.125 (1), 0.125 (3), 0 (2): the tie keeps that key order
     assert [e.index for e in rank_examples(h)] == [1, 3, 2]
+    # a run that stopped before --up-to-step would rank on fewer epochs than asked (was accepted)
+    with pytest.raises(DataError, match=r"metrics end at step 4, before --up-to-step 500"):
+        history_from_metrics(m, up_to_step=500)
+    assert history_from_metrics(m, up_to_step=4)["1"] == [0.5, 0.75, 1.0]
     m.write_text(json.dumps({"step": 1, "acc/mean": 0.5}) + "\n")
     with pytest.raises(DataError, match="acc/by_index"):
         history_from_metrics(m)

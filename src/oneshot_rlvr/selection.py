@@ -160,6 +160,7 @@ def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None
         raise DataError(f"training metrics not found: {metrics_path}")
     history: dict[str, list[float]] = {}
     seen_step = False
+    last_step = None
     for lineno, rec in iter_jsonl(metrics_path):
         at = f"{metrics_path}: line {lineno}"
         if not isinstance(rec, dict):
@@ -167,6 +168,8 @@ def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None
         step = rec.get("step")
         if up_to_step is not None and isinstance(step, int) and step > up_to_step:
             break
+        if isinstance(step, int) and not isinstance(step, bool):
+            last_step = step
         by_index = rec.get("acc/by_index")
         if by_index is None:
             continue
@@ -185,4 +188,8 @@ def history_from_metrics(metrics_path: str | Path, up_to_step: int | None = None
             history.setdefault(str(index), []).append(parsed[index])
     if not seen_step:
         raise DataError(f"{metrics_path}: no step with 'acc/by_index' (was the run logged by `rlvr train`?)")
+    if up_to_step is not None and (last_step is None or last_step < up_to_step):
+        # a run stopped short would rank the pool on fewer epochs than asked
+        raise DataError(f"{metrics_path}: the run's metrics end at step {last_step}, before --up-to-step "
+                        f"{up_to_step}; let the run finish, or lower --up-to-step")
     return check_history(history, str(metrics_path))
