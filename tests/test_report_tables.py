@@ -93,6 +93,16 @@ def test_other_grader_changes_numbers_and_caption(tmp_path):
     assert "Grader: `math_verify`" in (tmp_path / "table8.md").read_text(encoding="utf-8")
     assert _csv_rows(tmp_path / "table8.csv")["base"]["math500"] == "35.0"
     assert not (tmp_path / "table5.md").exists()
+    assert not (tmp_path / "tables.md").exists()  # the all-tables page comes from a full build only
+
+
+def test_a_subset_leaves_the_all_tables_page_whole(tmp_path):
+    # a --tables subset used to replace tables.md with just the subset (newer than metrics.csv, so
+    # Snakemake never rebuilt it)
+    assert main(["tables", "--metrics", str(SYNTHETIC), "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "tables.md").read_text(encoding="utf-8")
+    assert main(["tables", "--metrics", str(SYNTHETIC), "--out", str(tmp_path), "--tables", "table8"]) == 0
+    assert (tmp_path / "tables.md").read_text(encoding="utf-8") == page and page.count("### Table ") == len(TABLES)
 
 
 def paper_as_ours() -> pd.DataFrame:
