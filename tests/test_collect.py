@@ -148,3 +148,14 @@ def test_typos_are_errors_and_never_empty_an_existing_table(tree, tmp_path, caps
     err = capsys.readouterr().err
     assert "no rows found in runs tiny/pi3 of" in err and str(out) in err
     assert out.read_text() == full
+
+
+def test_done_json_gives_the_final_step_row(tree, capsys):
+    done = tree / "runs" / "tiny" / "pi1" / "train" / "done.json"
+    done.write_text(json.dumps({"steps": [0, 2], "final_step": 2}))
+    rows = [r for r in collect(tree) if r["metric"] == "done/final_step"]
+    assert rows == [{"model": "tiny", "run": "pi1", "step": 2, "benchmark": "train", "grader": "",
+                     "metric": "done/final_step", "value": 2.0}]
+    done.write_text(json.dumps({"steps": [0, 2]}))
+    assert main(["collect", "--results", str(tree), "--out", str(tree / "m.csv")]) == 2
+    assert f"{done}: 'final_step' must be a step number, got None" in capsys.readouterr().err

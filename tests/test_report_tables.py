@@ -174,6 +174,25 @@ def test_avg_is_the_mean_of_the_rounded_cells_as_the_paper():
     assert row.cells["avg"].ours_shown == round1(sum(shown) / 6) == 10.1
 
 
+@pytest.mark.parametrize("train_rows, status, note", [
+    # training metrics, no done.json: step 0 alone is the base model's copied evaluation, not pi1's result
+    ([(5, "acc/mean", 0.5)], "partial", "training unfinished (logged up to step 5)"),
+    ([(5, "acc/mean", 0.5), (40, "done/final_step", 40.0)], "partial", "evaluated up to step 20 of 40"),
+    ([(5, "acc/mean", 0.5), (20, "done/final_step", 20.0)], "complete", ""),
+    ([], "complete", ""),  # no bookkeeping rows at all: nothing tells (a hand-made table)
+])
+def test_unfinished_run_is_partial_and_says_why(train_rows, status, note):
+    rows = [(PAPER_MAIN_MODEL, "pi1", step, b, "qwen", "accuracy", 30.0 + step) for step in (0, 20)
+            for b in SIX_BENCHMARKS]
+    rows += [(PAPER_MAIN_MODEL, "pi1", step, "train", "", metric, v) for step, metric, v in train_rows]
+    df = pd.DataFrame(rows, columns=["model", "run", "step", "benchmark", "grader", "metric", "value"])
+    table = build_table(TABLES["table8"], validate_metrics(df.astype({"step": str, "value": str})))
+    row = next(r for r in table.rows if r.run == "pi1")
+    assert row.status == status and all(c.ours is not None for c in row.cells.values())
+    assert (f"{row.label}: {note}" in table.caption()) == bool(note)
+    assert f"Runs complete: {int(status == 'complete')}/" in table.caption()
+
+
 def test_rows_graded_by_another_grader_use_it_and_say_so():
     """The paper's R1-Distill numbers come from the rllm evaluator (DeepScaleR's grader after </think>): Table 4's R1 rows
     read that grader's accuracy, the other rows the table's grader, and the caption says which."""

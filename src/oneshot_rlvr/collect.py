@@ -3,10 +3,11 @@
 Columns `model, run, step, benchmark, grader, metric, value`:
 - evaluation rows from `runs/<model>/<run>/eval/step_<k>/<bench>/summary.json` (accuracy and
   pass_at_k per grader, accuracy/<subject> per grader, grader-independent boxed_ratio,
-  reflection_ratio, reflection_count, mean_response_length (and tool_call_ratio where the harness's tool-call
+  reflection_ratio, reflection_count, mean_response_length, truncated_ratio (and tool_call_ratio where the harness's tool-call
   loop ran) with grader "");
 - training rows from `runs/<model>/<run>/train/metrics.jsonl` (benchmark "train", grader "", every
-  numeric key of each step's record).
+  numeric key of each step's record), and from `train/done.json` the metric `done/final_step` at the
+  final step (a finished run; the tables tell an unfinished one from it).
 Partial trees are fine: whatever exists is collected. A malformed file, a missing results directory
 or an asked run that does not exist is an error naming it.
 """
@@ -25,8 +26,10 @@ from oneshot_rlvr.errors import DataError
 from oneshot_rlvr.fileio import write_atomic
 
 COLUMNS = ["model", "run", "step", "benchmark", "grader", "metric", "value"]
-GRADER_FREE = ("boxed_ratio", "reflection_ratio", "reflection_count", "mean_response_length", "tool_call_ratio")
+GRADER_FREE = ("boxed_ratio", "reflection_ratio", "reflection_count", "mean_response_length", "truncated_ratio",
+               "tool_call_ratio")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+DONE_METRIC = "done/final_step"
 
 
 def _number(v) -> bool:
@@ -84,6 +87,20 @@ def train_rows(model: str, run: str, metrics_path: Path) -> list[dict]:
     return rows
 
 
+def done_row(model: str, run: str, done_path: Path) -> dict:
+    """The finished run's final step (metric `done/final_step`): the tables call a run whose evaluations
+    stop short of it, or that has training metrics but no done.json, partial."""
+    try:
+        done = json.loads(done_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{done_path}: not valid JSON ({exc.msg})") from None
+    final = done.get("final_step") if isinstance(done, dict) else None
+    if not isinstance(final, int) or isinstance(final, bool) or final < 0:
+        raise DataError(f"{done_path}: 'final_step' must be a step number, got {final!r}")
+    return {"model": model, "run": run, "step": final, "benchmark": "train", "grader": "",
+            "metric": DONE_METRIC, "value": float(final)}
+
+
 def collect(results_dir: str | Path, runs: list[tuple[str, str]] | None = None) -> list[dict]:
     """All rows of a results tree (`results/<config>`), optionally only the (model, run) pairs given."""
     # a typo in --results or --runs must not pass for "nothing evaluated yet"
@@ -121,6 +138,9 @@ def collect(results_dir: str | Path, runs: list[tuple[str, str]] | None = None) 
             metrics = run_dir / "train" / "metrics.jsonl"
             if metrics.is_file():
                 rows += train_rows(model, run, metrics)
+            done = run_dir / "train" / "done.json"
+            if done.is_file():
+                rows.append(done_row(model, run, done))
     rows.sort(key=lambda r: (r["model"], r["run"], r["step"], r["benchmark"], r["grader"], r["metric"]))
     return rows
 

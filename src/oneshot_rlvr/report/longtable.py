@@ -107,6 +107,22 @@ class RunView:
         """A training-log metric (benchmark "train") by step."""
         return self.metric_by_step("train", metric, grader="")
 
+    def unfinished(self) -> str:
+        """Why this run's numbers are not final yet ("" if they are, or if nothing tells): it has training
+        rows but no done.json (`done/final_step`), or its evaluations stop before the final step. A table
+        cell of such a run can be the base model's copied step 0 alone."""
+        train = self.rows[self.rows["benchmark"] == "train"]
+        if train.empty:
+            return ""  # the base model, or a table without bookkeeping rows
+        done = train[train["metric"] == "done/final_step"]
+        evaluated = int(self.accuracy.index.max()) if not self.accuracy.empty else None
+        if done.empty:
+            return f"training unfinished (logged up to step {int(train['step'].max())})"
+        final = int(done["step"].max())
+        if evaluated is None or evaluated < final:
+            return f"evaluated up to step {evaluated} of {final}" if evaluated is not None else "not evaluated yet"
+        return ""
+
 
 class RunIndex:
     """The long table split once by (model, run): a run's rows without scanning the whole table again."""

@@ -187,11 +187,14 @@ class BuiltRow:
     info: dict[str, str]
     cells: dict[str, Cell]
     note: str = ""  # how this row departs from the table's grader or selection rule (said in the caption)
+    unfinished: str = ""  # the run is still training or being evaluated (RunView.unfinished): at most partial
 
     @property
     def status(self) -> str:
         have = [c.ours is not None for c in self.cells.values()]
-        return "complete" if all(have) else ("partial" if any(have) else "missing")
+        if all(have) and not self.unfinished:
+            return "complete"
+        return "partial" if any(have) else "missing"
 
 
 @dataclass
@@ -267,9 +270,10 @@ def build_table(
                 ours = col.compute(ctx)
             cells[col.key] = Cell(ours=None if ours is None else float(ours), paper=prow.number(col.key), kind=col.kind)
         info = {k: prow.cells.get(k, "") for k, _ in spec.info}
+        unfinished = ctx.view.unfinished() if any(c.ours is not None for c in cells.values()) else ""
         note = "; ".join(x for x in (f"grader `{row_grader}`" if row_grader != grader else "",
-                                      f"at step {int(fixed)}" if fixed is not None else "") if x)
-        table.rows.append(BuiltRow(prow.model, model, prow.run, prow.label, info, cells, note))
+                                      f"at step {int(fixed)}" if fixed is not None else "", unfinished) if x)
+        table.rows.append(BuiltRow(prow.model, model, prow.run, prow.label, info, cells, note, unfinished))
     return table
 
 
