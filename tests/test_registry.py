@@ -317,3 +317,7 @@ def test_select_best_grades_with_the_report_grader_and_every_evaluated_one(paper
     assert mv.select_graders(M15) == ["math_verify", "qwen"]
     extra = plan_of(_edited(DEMO, lambda c: c["evaluation"].update(extra_args="--graders qwen,deepscaler --samples 1")))
     assert extra.select_graders("tiny") == ["qwen", "deepscaler"]
+    # a report grader no evaluation writes is refused at plan time (it stopped select-best in every run)
+    with pytest.raises(ConfigError, match=r"config key 'report.grader': 'deepscaler' is not a grader models.tiny "
+                                          r"is evaluated with \(qwen, math_verify\)"):
+        plan_of(_edited(DEMO, lambda c: c.update(report={"grader": "deepscaler"})))

@@ -189,14 +189,19 @@ class Plan:
         """`rlvr select-best --grader`: the report's grader first, then every grader the model's runs are
         evaluated with, so that prune keeps the best checkpoint of each (Table 4's R1-Distill rows report
         `deepscaler_think`'s best step, the others `report.grader`'s)."""
+        return list(dict.fromkeys([self.report_grader, *self.evaluated_graders(model)]))
+
+    @property
+    def report_grader(self) -> str:
+        return (self.cfg.get("report") or {}).get("grader", "qwen")
+
+    def evaluated_graders(self, model: str) -> list[str]:
+        """The graders every `rlvr evaluate` of this model grades with."""
         from oneshot_rlvr.evaluate import DEFAULT_GRADERS
 
         if self.cfg["models"][model].get("eval_protocol", "harness") != "harness":
-            evaluated = ["qwen", "math_verify", "deepscaler_think"]  # as evaluate_args passes them
-        else:
-            evaluated = list(_eval_extra_graders(self.cfg["evaluation"].get("extra_args") or "") or DEFAULT_GRADERS)
-        report = (self.cfg.get("report") or {}).get("grader", "qwen")
-        return list(dict.fromkeys([report, *evaluated]))
+            return ["qwen", "math_verify", "deepscaler_think"]  # as evaluate_args passes them
+        return list(_eval_extra_graders(self.cfg["evaluation"].get("extra_args") or "") or DEFAULT_GRADERS)
 
     def evaluate_dtype(self, step: int) -> str:
         """`--dtype` of step `step`'s evaluation: the base model's (step 0) or the trained checkpoints'."""
@@ -578,6 +583,13 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
                             f"config key 'datasets.{name}.ranks[{i}]': pi rank {r} > the at most {seen} examples "
                             f"ranked by the scoring run {rp.model}/{rp.run} (score_pool.up_to_step {sp['up_to_step']} "
                             f"x train_batch_size {rc.train_batch_size}, of {n_rows} distinct rows)")
+    # select-best and the tables read the report's grader: one no evaluation writes would stop every run after
+    # its evaluations (select-best, prune, collect), not just the tables
+    for model in dict.fromkeys(rp.model for rp in runs.values()):
+        if plan.report_grader not in plan.evaluated_graders(model):
+            raise ConfigError(f"config key 'report.grader': {plan.report_grader!r} is not a grader models.{model} is "
+                              f"evaluated with ({', '.join(plan.evaluated_graders(model))}); report one of those, or "
+                              f"add it with evaluation.extra_args '--graders ...'")
     return plan
 
 
