@@ -28,6 +28,9 @@ from oneshot_rlvr.modeling import check_model_path
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 BENCHMARKS = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25", "arc_e", "arc_c")
 RUN_SEP = "--"
+# the graders of an rllm-protocol model's evaluations (the paper's R1-Distill numbers: DeepScaleR's grader
+# after `</think>`, beside ours)
+RLLM_GRADERS = ("qwen", "math_verify", "deepscaler_think")
 BASE_RUN = "base"
 # keys the registry sets itself; a recipe or variant that sets them would silently be ignored
 OWNED_KEYS = ("model", "train_file")
@@ -80,6 +83,7 @@ class Plan:
     runs: dict[tuple[str, str], RunPlan]
     experiments: dict[str, list[tuple[str, str]]]
     pool_size: int
+    harness_graders: list[str]  # `rlvr evaluate --graders` of harness-protocol models (evaluation.extra_args)
 
     @property
     def default_experiments(self) -> dict[str, list[tuple[str, str]]]:
@@ -177,7 +181,7 @@ class Plan:
                 "--engine", ev["engine"]]
         if m.get("eval_protocol", "harness") != "harness":
             # the rllm evaluator (the paper's R1-Distill numbers) grades with DeepScaleR's grader after `</think>`
-            args += ["--protocol", m["eval_protocol"], "--graders", "qwen,math_verify,deepscaler_think"]
+            args += ["--protocol", m["eval_protocol"], "--graders", ",".join(RLLM_GRADERS)]
         elif ev["max_func_call"]:
             # the Qwen2.5-Math harness's Python tool-call loop; the rllm evaluator has none
             args += ["--max-func-call", str(ev["max_func_call"]), "--tool-timeout", str(ev["tool_timeout"])]
@@ -196,12 +200,10 @@ class Plan:
         return (self.cfg.get("report") or {}).get("grader", "qwen")
 
     def evaluated_graders(self, model: str) -> list[str]:
-        """The graders every `rlvr evaluate` of this model grades with."""
-        from oneshot_rlvr.evaluate import DEFAULT_GRADERS
-
+        """The graders every `rlvr evaluate` of this model grades with (as evaluate_args passes them)."""
         if self.cfg["models"][model].get("eval_protocol", "harness") != "harness":
-            return ["qwen", "math_verify", "deepscaler_think"]  # as evaluate_args passes them
-        return list(_eval_extra_graders(self.cfg["evaluation"].get("extra_args") or "") or DEFAULT_GRADERS)
+            return list(RLLM_GRADERS)
+        return list(self.harness_graders)
 
     def evaluate_dtype(self, step: int) -> str:
         """`--dtype` of step `step`'s evaluation: the base model's (step 0) or the trained checkpoints'."""
@@ -319,24 +321,10 @@ def _check_train_command(command: str) -> None:
                           f"placeholders allowed: {allowed}, write {{{{ }}}} for a literal brace") from None
 
 
-def _eval_extra_graders(extra: str) -> list[str] | None:
-    """The graders `evaluation.extra_args` asks for with --graders (None: it does not set them)."""
-    import argparse
-    import shlex
-
-    from oneshot_rlvr.commands import evaluate as evaluate_cmd
-
-    parser = argparse.ArgumentParser(prog="rlvr evaluate", add_help=False)
-    evaluate_cmd.add_arguments(parser)
-    for a in parser._actions:
-        a.required, a.default = False, argparse.SUPPRESS
-    graders = getattr(parser.parse_known_args(shlex.split(extra))[0], "graders", None)
-    return [g.strip() for g in graders.split(",") if g.strip()] if graders else None
-
-
-def _check_eval_extra_args(cfg: dict) -> None:
+def _check_eval_extra_args(cfg: dict) -> list[str]:
     """evaluation.extra_args is appended to every `rlvr evaluate` call: an unknown flag, a bad value or a flag
-    the rule passes itself (the last one wins) must fail at plan time, not in hundreds of evaluate jobs."""
+    the rule passes itself (the last one wins) must fail at plan time, not in hundreds of evaluate jobs.
+    Returns the graders those calls grade with (harness-protocol models: the rllm ones get RLLM_GRADERS)."""
     import argparse
     import shlex
 
@@ -378,6 +366,7 @@ def _check_eval_extra_args(cfg: dict) -> None:
         evaluate_cmd.options_from_args(args).validate()
     except RlvrError as exc:
         raise ConfigError(f"{key}: {exc}") from None
+    return [g for g in (g.strip() for g in args.graders.split(",")) if g]
 
 
 def _check_model_path(name: str, m: dict, root: Path) -> None:
@@ -397,7 +386,7 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     root = Path(root)
     models, datasets, variants = cfg["models"], cfg["datasets"], cfg["variants"]
     _check_train_command(cfg["commands"]["train"])
-    _check_eval_extra_args(cfg)
+    harness_graders = _check_eval_extra_args(cfg)
 
     # sources and the pool
     for name, rel in cfg["sources"].items():
@@ -532,7 +521,7 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
     elif not (root / sp["history"]).is_file():
         raise ConfigError(f"config key 'score_pool.history': file not found: {sp['history']}")
 
-    plan = Plan(cfg=cfg, runs=runs, experiments=experiments, pool_size=pool_size)
+    plan = Plan(cfg=cfg, runs=runs, experiments=experiments, pool_size=pool_size, harness_graders=harness_graders)
     recipes: dict[tuple[str, str], str] = {}  # (model, resolved RunConfig) -> first run id using it
     for rp in runs.values():
         if rp.is_base:
