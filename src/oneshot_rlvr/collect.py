@@ -24,12 +24,12 @@ from pathlib import Path
 from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
 from oneshot_rlvr.fileio import write_atomic
+from oneshot_rlvr.report import DONE_METRIC
 
 COLUMNS = ["model", "run", "step", "benchmark", "grader", "metric", "value"]
 GRADER_FREE = ("boxed_ratio", "reflection_ratio", "reflection_count", "mean_response_length", "truncated_ratio",
                "tool_call_ratio")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-DONE_METRIC = "done/final_step"
 
 
 def _number(v) -> bool:

@@ -37,3 +37,7 @@ SUBJECTS: dict[str, str] = {
 
 # Model key whose rows make up the paper's main (Qwen2.5-Math-1.5B) tables.
 PAPER_MAIN_MODEL = "qwen2.5-math-1.5b"
+
+# Training-row metric (benchmark "train") that `rlvr collect` writes from train/done.json at the final step:
+# the tables tell a finished run from one still training or being evaluated.
+DONE_METRIC = "done/final_step"

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.report import DONE_METRIC
 
 COLUMNS = ("model", "run", "step", "benchmark", "grader", "metric", "value")
 _KEY = ["model", "run", "step", "benchmark", "grader", "metric"]
@@ -114,14 +115,13 @@ class RunView:
         train = self.rows[self.rows["benchmark"] == "train"]
         if train.empty:
             return ""  # the base model, or a table without bookkeeping rows
-        done = train[train["metric"] == "done/final_step"]
-        evaluated = int(self.accuracy.index.max()) if not self.accuracy.empty else None
+        done = train[train["metric"] == DONE_METRIC]
         if done.empty:
             return f"training unfinished (logged up to step {int(train['step'].max())})"
-        final = int(done["step"].max())
-        if evaluated is None or evaluated < final:
-            return f"evaluated up to step {evaluated} of {final}" if evaluated is not None else "not evaluated yet"
-        return ""
+        if self.accuracy.empty:
+            return "not evaluated yet"
+        final, evaluated = int(done["step"].max()), int(self.accuracy.index.max())
+        return f"evaluated up to step {evaluated} of {final}" if evaluated < final else ""
 
 
 class RunIndex:
