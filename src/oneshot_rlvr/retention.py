@@ -5,9 +5,10 @@ and every per-benchmark best step; `none-after-eval` keeps only the best-average
 is deleted only once its step appears in best.json's evaluated steps (every evaluation that needs
 it has completed) and the best-average step is never deleted -- under every grader best.json selected
 with (`by_grader`: the report's grader and each one the run was evaluated with, so a table of any of
-them finds its best checkpoint); if no step could be ranked nothing is deleted. A checkpoint is first renamed to `.step_<k>.deleting` and then removed, so a kill during
-the deletion never leaves a half-deleted `step_<k>` that looks like a checkpoint (the leftover is
-removed by the next prune or by `rlvr train`'s resume).
+them finds its best checkpoint); if no step could be ranked nothing is deleted. A checkpoint is first
+renamed to `.step_<k>.deleting` and then removed, so a kill during the deletion never leaves a
+half-deleted `step_<k>` that looks like a checkpoint (the leftover is removed by the next prune or by
+`rlvr train`'s resume).
 
 The resumable state (train/state/: weights + optimizer of the newest saved step; `rlvr train` keeps
 only that one) follows `keep_optimizer`: `last` leaves it, `none` deletes it once training has

@@ -905,7 +905,7 @@ class GRPOTrainer:
             step, path = found
             blob = _load_state(path, self.device)
             _refuse_state(self.out, step, path, blob, self.cfg)  # before anything is written or loaded
-            _check_kept_metrics(self.out / "metrics.jsonl", step, int(blob["metrics_lines"]), path)
+            kept_metrics = _kept_metrics(self.out / "metrics.jsonl", step, int(blob["metrics_lines"]), path)
         # half-written states / checkpoints of a killed run are never loaded, only removed
         if main:
             for leftover in [*state_dir.glob(".step_*"), *(self.out / "checkpoints").glob(".step_*"),
@@ -939,8 +939,7 @@ class GRPOTrainer:
         # drop lines of steps after the state (they are recomputed identically). Rank 0 alone: under torchrun two
         # ranks racing on one temporary file lost the rename (seen in a 2-rank resume, about 1 run in 4)
         if main and metrics.exists():
-            lines = metrics.read_text().splitlines()[: blob["metrics_lines"]]
-            write_atomic(metrics, "".join(line + "\n" for line in lines))
+            write_atomic(metrics, "".join(line + "\n" for line in kept_metrics))
         return step
 
     # -- the loop ----------------------------------------------------------------------------
@@ -1201,11 +1200,12 @@ def _read_done(path: Path) -> dict:
     return done
 
 
-def _check_kept_metrics(metrics: Path, step: int, n_lines: int, state: Path) -> None:
-    """The metrics lines a resume keeps must be those the state counted: whole JSON lines, the last of step
-    `step`. Otherwise (a truncated or edited file) the resumed run would silently miss or repeat steps."""
+def _kept_metrics(metrics: Path, step: int, n_lines: int, state: Path) -> list[str]:
+    """The metrics lines a resume keeps: the first `n_lines`, which must be those the state counted (whole
+    JSON lines, the last of step `step`). Otherwise (a truncated or edited file) the resumed run would
+    silently miss or repeat steps."""
     if n_lines == 0:
-        return
+        return []
     lines = metrics.read_text().splitlines() if metrics.is_file() else []
     if len(lines) < n_lines:
         raise DataError(f"{metrics}: has {len(lines)} of the {n_lines} lines the state {state} (step {step}) was "
@@ -1219,6 +1219,7 @@ def _check_kept_metrics(metrics: Path, step: int, n_lines: int, state: Path) -> 
         if lineno == n_lines and not (isinstance(rec, dict) and rec.get("step") == step):
             got = rec.get("step") if isinstance(rec, dict) else rec
             raise DataError(f"{metrics}: line {lineno} should be step {step} (the state {state}), found step {got!r}")
+    return lines[:n_lines]
 
 
 def _refuse_state(out: Path, step: int, path: Path, blob: dict, cfg: RunConfig) -> None:

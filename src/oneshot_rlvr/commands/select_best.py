@@ -75,36 +75,43 @@ def select_best(table: dict[int, dict[str, float]], benchmarks: list[str] | tupl
 
 def read_table(run_dir: Path, grader: str) -> dict[int, dict[str, float]]:
     """{step: {benchmark: accuracy[grader]}} from RUN_DIR/eval/step_<k>/<bench>/summary.json."""
+    return read_tables(run_dir, [grader])[grader]
+
+
+def read_tables(run_dir: Path, graders: list[str]) -> dict[str, dict[int, dict[str, float]]]:
+    """`read_table` of each grader, every summary.json read once."""
     eval_dir = Path(run_dir) / "eval"
     if not eval_dir.is_dir():
         raise DataError(f"no evaluation directory: {eval_dir}")
-    table: dict[int, dict[str, float]] = {}
+    tables: dict[str, dict[int, dict[str, float]]] = {g: {} for g in graders}
     for step_dir in sorted(eval_dir.iterdir()):
         m = _STEP_DIR.match(step_dir.name)
         if not m or not step_dir.is_dir():
             continue
-        scores: dict[str, float] = {}
+        scores: dict[str, dict[str, float]] = {g: {} for g in graders}
         for summary in sorted(step_dir.glob("*/summary.json")):
             try:
                 data = json.loads(summary.read_text())
             except json.JSONDecodeError as exc:
                 raise DataError(f"{summary}: not valid JSON ({exc.msg})") from None
             acc = data.get("accuracy") if isinstance(data, dict) else None
-            if not isinstance(acc, dict) or grader not in acc:
-                known = ", ".join(acc) if isinstance(acc, dict) and acc else "none"
-                raise DataError(f"{summary}: no accuracy for grader {grader!r} (--grader; graded here: {known})")
-            value = acc[grader]
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise DataError(f"{summary}: accuracy[{grader!r}] is not a number")
-            # nan compares false with everything, so it would stick as the "best" (and prune would then
-            # delete the real best)
-            if not math.isfinite(value):
-                raise DataError(f"{summary}: accuracy[{grader!r}] is not a finite number: {value!r}")
-            scores[summary.parent.name] = float(value)
-        table[int(m.group(1))] = scores
-    if not table:
+            for grader in graders:
+                if not isinstance(acc, dict) or grader not in acc:
+                    known = ", ".join(acc) if isinstance(acc, dict) and acc else "none"
+                    raise DataError(f"{summary}: no accuracy for grader {grader!r} (--grader; graded here: {known})")
+                value = acc[grader]
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise DataError(f"{summary}: accuracy[{grader!r}] is not a number")
+                # nan compares false with everything, so it would stick as the "best" (and prune would then
+                # delete the real best)
+                if not math.isfinite(value):
+                    raise DataError(f"{summary}: accuracy[{grader!r}] is not a finite number: {value!r}")
+                scores[grader][summary.parent.name] = float(value)
+        for grader in graders:
+            tables[grader][int(m.group(1))] = scores[grader]
+    if not any(tables.values()):
         raise DataError(f"no step_<k> directories under {eval_dir}")
-    return table
+    return tables
 
 
 def run(args) -> int:
@@ -117,7 +124,7 @@ def run(args) -> int:
         raise ConfigError("--grader: no grader given")
     # every grader's selection: a table reporting another grader's best step (R1-Distill rows use
     # deepscaler_think, `report.grader` may be math_verify) must find that checkpoint kept by prune
-    by_grader = {g: select_best(read_table(Path(args.run_dir), g), benchmarks) for g in graders}
+    by_grader = {g: select_best(table, benchmarks) for g, table in read_tables(Path(args.run_dir), graders).items()}
     result = dict(by_grader[graders[0]])
     result["grader"] = graders[0]
     result["run_dir"] = str(args.run_dir)
