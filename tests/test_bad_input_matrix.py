@@ -133,6 +133,14 @@ def _empty_prompt(rows):
     rows[2]["prompt"] = [{"role": "user", "content": "   "}]
 
 
+def _no_role(rows):  # the chat template drops a message without a known role: the problem would vanish
+    rows[1]["prompt"] = [{"content": rows[1]["prompt"][0]["content"]}]
+
+
+def _system_only(rows):
+    rows[3]["prompt"] = [{"role": "system", "content": "Solve it."}, {"role": "user", "content": ""}]
+
+
 def _dup_index(rows):
     rows[3]["extra_info"]["index"] = rows[1]["extra_info"]["index"]
 
@@ -230,6 +238,9 @@ CASES = [
     # ---- training set (rows are 0-based in the trainer's messages)
     Case("train-row-without-answer", "train", rows_with(_pop_answer), r"data\.jsonl.*row 1: missing reward_model\.ground_truth"),
     Case("train-empty-prompt", "train", rows_with(_empty_prompt), r"data\.jsonl.*row 2: empty prompt"),
+    Case("train-message-without-role", "train", rows_with(_no_role),
+         r"data\.jsonl.*row 1: prompt\[0\]\.role must be one of system, user, assistant, got None"),
+    Case("train-no-user-text", "train", rows_with(_system_only), r"data\.jsonl.*row 3: empty prompt \(no user message"),
     Case("train-truncated-jsonl", "train", lambda t, m: {"train_file": str(_jsonl(t, text=_truncated_text(_rows())))},
          r"data\.jsonl: line 4 is not valid JSON.*truncated"),
     Case("train-jsonl-not-utf8", "train", lambda t, m: {"train_file": str(_text_file(t, "data.jsonl", _latin1_rows()))},

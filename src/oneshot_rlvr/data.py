@@ -66,6 +66,9 @@ def check_object(row, where: str) -> dict:
     return row
 
 
+CHAT_ROLES = ("system", "user", "assistant")
+
+
 def row_messages(row: dict, prompt_key: str, where: str) -> list[dict]:
     prompt = row.get(prompt_key)
     if isinstance(prompt, str):
@@ -75,8 +78,12 @@ def row_messages(row: dict, prompt_key: str, where: str) -> list[dict]:
     for j, m in enumerate(prompt):  # the chat template would fail with a bare TypeError (or render the repr)
         if not isinstance(m["content"], str):
             raise DataError(f"{where}: {prompt_key}[{j}].content must be a string, got {type(m['content']).__name__}")
-    if not any(m["content"].strip() for m in prompt):
-        raise DataError(f"{where}: empty prompt")
+        # the Qwen2.5-Math template silently drops a message of any other role: the problem would vanish
+        if m.get("role") not in CHAT_ROLES:
+            raise DataError(f"{where}: {prompt_key}[{j}].role must be one of {', '.join(CHAT_ROLES)}, "
+                            f"got {m.get('role')!r}")
+    if not any(m["content"].strip() for m in prompt if m["role"] == "user"):
+        raise DataError(f"{where}: empty prompt (no user message with text in '{prompt_key}')")
     return prompt
 
 
