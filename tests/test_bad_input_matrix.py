@@ -156,6 +156,8 @@ def _cli_inputs(tmp, tiny):
     d = tmp / "in"
     (d / "results" / "runs").mkdir(parents=True)
     (d / "H.json").write_text(json.dumps({"0": [0.0, 1.0], "1": [1.0, 1.0]}))
+    (d / "H_latin1.json").write_bytes('{"\u00e9": [0.0]}'.encode("latin-1"))
+    (d / "rank_latin1.csv").write_bytes(b"pi_rank,dsr_sub_index\n1,caf\xe9\n")
     pool = (REPO / "resources/train/dsr_sub.jsonl").read_text().splitlines(keepends=True)[:3]
     (d / "pool.jsonl").write_text("".join(pool))
     (d / "RUN.yaml").write_text(yaml.safe_dump(_base_run(tiny)))
@@ -292,6 +294,14 @@ CASES = [
     Case("model-weights-corrupt", "train", _corrupt_model, r"cannot load model from .*corrupt"),
     Case("tokenizer-dir-missing", "train", lambda t, m: {"tokenizer": str(t / "in" / "no_tok")},
          r"tokenizer directory not found: .*no_tok"),  # was: "Repo id must be in the form ..."
+    # user files saved in another encoding: were bare UnicodeDecodeErrors (rc 1)
+    Case("rank-history-not-utf8", "cli",
+         cli_args("rank", "--history", "{inp}/H_latin1.json", "--pool", "{inp}/pool.jsonl", "--out", "results/out"),
+         r"H_latin1\.json: line 1 is not UTF-8 text \(byte b'\\xe9' at column 3\)"),
+    Case("ranking-not-utf8", "cli",
+         cli_args("make-train-set", "--pool", "{inp}/pool.jsonl", "--ranking", "{inp}/rank_latin1.csv", "--ranks", "1",
+                  "--out", "results/out/x.jsonl"),
+         r"rank_latin1\.csv: line 2 is not UTF-8 text \(byte b'\\xe9' at column 6\)"),
     Case("tiny-model-seed-overflow", "cli", cli_args("build-tiny-model", "--out", "results/out", "--seed", str(10**20)),
          r"--seed must be in 0 \.\. 2\*\*64-1, got 100000000000000000000"),
     # ---- --out that cannot be written: refused before anything is written or deleted (no stray temp file)
@@ -436,3 +446,26 @@ def test_out_under_a_read_only_directory_is_refused_before_loading(command, tmp_
     err = capsys.readouterr().err
     assert f"--out {out}: {ro} is not writable" in err and "Traceback" not in err, err
     assert list(ro.iterdir()) == []
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_failed_tiny_model_build_leaves_no_half_model(overwrite, tmp_path, monkeypatch):
+    """build-tiny-model writes aside and swaps the folder in: a crash while saving used to leave config.json
+    without weights (which the rerun then refused to replace), and with --overwrite destroyed the old model."""
+    import transformers
+
+    from oneshot_rlvr.modeling import build_tiny_model
+
+    out = tmp_path / "m"
+    if overwrite:
+        build_tiny_model(out, seed=1)
+    before = _tree(out) if overwrite else None
+
+    def crash(self, *a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", crash)
+    with pytest.raises(OSError, match="No space"):
+        build_tiny_model(out, seed=2, overwrite=overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["m"] if overwrite else [])  # no temp folder left
+    if overwrite:
+        assert _tree(out) == before

@@ -139,6 +139,14 @@ def test_missing_and_bad_files(tmp_path):
         '{"id": "x", "question": "q", "choices": {"label": ["A", "B"], "text": ["a", "b"]}, "answerKey": "C"}\n')
     with pytest.raises(DataError, match="answerKey 'C'"):
         load_benchmark("arc_c", root=tmp_path)
+    # a file saved in another encoding: a DataError naming file, line and column, not a UnicodeDecodeError
+    (tmp_path / "aime24/test.jsonl").write_bytes('{"problem": "p", "answer": "1"}\n{"problem": "caf\u00e9", "answer": "2"}\n'
+                                                 .encode("latin-1"))
+    with pytest.raises(DataError, match=r"aime24/test.jsonl: line 2 is not UTF-8 text \(byte b'\\xe9' at column 17\)"):
+        load_benchmark("aime24", root=tmp_path)
+    # a byte-order mark is not part of the first row
+    (tmp_path / "aime24/test.jsonl").write_bytes(b"\xef\xbb\xbf" + b'{"problem": "p", "answer": "1"}\n')
+    assert [p.gold for p in load_benchmark("aime24", root=tmp_path)] == ["1"]
 
 
 # --------------------------------------------------------------------------- golds through the graders

@@ -180,3 +180,10 @@ def test_ranking_with_a_repeated_index_is_an_error(tmp_path):
     p.write_text("pi_rank,dsr_sub_index\n1,124\n2,267\n3,124\n")
     with pytest.raises(DataError, match="row 4: dsr_sub_index 124 repeats row 2"):
         read_ranking(p)
+
+
+def test_ranking_csv_with_a_byte_order_mark_reads(tmp_path):
+    """Excel saves CSVs as UTF-8 with a BOM; it used to hide the pi_rank column ("expected columns ...")."""
+    p = tmp_path / "ranking.csv"
+    p.write_bytes(b"\xef\xbb\xbfpi_rank,dsr_sub_index\n1,124\n2,267\n")
+    assert read_ranking(p) == [124, 267]

@@ -28,6 +28,7 @@ avg@64 for AIME24 / AMC23 / AIME25.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from oneshot_rlvr import RESOURCES
 from oneshot_rlvr.errors import ConfigError, DataError
+from oneshot_rlvr.fileio import read_utf8
 from oneshot_rlvr.prompts import arc_letter, arc_question, harness_question
 
 # The paper's "Avg." is the unweighted mean over these six (Tab. 8 and the best-step rule).
@@ -194,7 +196,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"benchmark file not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with io.StringIO(read_utf8(path, "benchmark file")) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -3,13 +3,29 @@ and an output path that cannot be a file is refused before anything is written (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from oneshot_rlvr.errors import ConfigError, DataError
+
+
+def read_utf8(path: str | Path, what: str = "file") -> str:
+    """The text of a user-supplied file; bytes that are not UTF-8 are a DataError naming the file, line and
+    column (not a bare UnicodeDecodeError). A byte-order mark (as Excel saves a CSV) is dropped."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(f"{path}: line {line} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at column "
+                        f"{col}); the {what} must be UTF-8") from None
 
 
 def check_out_file(path: str | Path, flag: str = "") -> Path:
@@ -77,6 +93,36 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a fully written directory into place; the previous version is removed only afterwards."""
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def building_dir(final: str | Path):
+    """Yield a fresh temp directory next to `final`; on success it replaces `final` (see replace_dir), on any
+    error it is removed and `final` is left as it was. A killed build leaves only a hidden `.tmp-*` folder."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would stay on the swapped-in folder
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:

@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 from oneshot_rlvr import TOKENIZER_DIR
-from oneshot_rlvr.errors import ConfigError, RlvrError
+from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
+from oneshot_rlvr.fileio import building_dir, read_utf8
 
 TINY_SHAPE = dict(
     hidden_size=128,
@@ -110,7 +111,13 @@ def build_tiny_model(out: str | Path, seed: int = 0, tokenizer_dir: str | Path =
         # weights of a model other runs were trained/evaluated from must not change silently
         raise ConfigError(f"{out} already holds a model; pass --overwrite to replace it")
     tokenizer_dir = Path(tokenizer_dir)
-    base = json.loads((tokenizer_dir / "config.json").read_text())
+    config_file = tokenizer_dir / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"model config not found: {config_file}")
+    try:
+        base = json.loads(read_utf8(config_file, "model config"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{config_file}: not valid JSON ({exc.msg})") from None
     cfg = {k: v for k, v in base.items() if k not in ("architectures", "transformers_version", "torch_dtype")}
     cfg.update(TINY_SHAPE)
     cfg.update(shape)
@@ -122,11 +129,13 @@ def build_tiny_model(out: str | Path, seed: int = 0, tokenizer_dir: str | Path =
         raise RlvrError(f"tiny model head_dim {head_dim} < 32: vLLM's CPU attention rejects it")
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(torch.float32)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
     tok = load_tokenizer(str(tokenizer_dir))
-    tok.save_pretrained(out)
-    gen = tokenizer_dir / "generation_config.json"
-    if gen.exists():
-        shutil.copy(gen, out / "generation_config.json")
+    # built aside and swapped in whole: a killed build must not leave a weightless "model" (or, with
+    # --overwrite, destroy the previous one)
+    with building_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        gen = tokenizer_dir / "generation_config.json"
+        if gen.exists():
+            shutil.copy(gen, tmp / "generation_config.json")
     return out

@@ -23,7 +23,7 @@ import numpy as np
 
 from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
-from oneshot_rlvr.fileio import write_atomic
+from oneshot_rlvr.fileio import read_utf8, write_atomic
 
 RANKING_COLUMNS = ["pi_rank", "dsr_sub_index", "hist_std", "hist_var", "hist_mean_acc", "n_epochs_recorded",
                    "ground_truth"]
@@ -44,7 +44,7 @@ def load_history(path: str | Path) -> dict[str, list[float]]:
     if not path.is_file():
         raise DataError(f"accuracy history not found: {path}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_utf8(path, "accuracy history"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
     return check_history(data, str(path))
@@ -107,7 +107,7 @@ def read_ranking(path: str | Path) -> list[int]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"ranking file not found: {path}")
-    with path.open(newline="") as fh:
+    with io.StringIO(read_utf8(path, "ranking CSV"), newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "pi_rank" not in reader.fieldnames or "dsr_sub_index" not in reader.fieldnames:
             raise DataError(f"{path}: expected columns pi_rank, dsr_sub_index")

@@ -43,7 +43,7 @@ from oneshot_rlvr import algos, packing
 from oneshot_rlvr.config import RunConfig, resume_conflicts
 from oneshot_rlvr.data import EpochSampler, TrainRow, load_train_rows
 from oneshot_rlvr.errors import ConfigError, DataError, RlvrError, TrainingError
-from oneshot_rlvr.fileio import write_atomic
+from oneshot_rlvr.fileio import replace_dir, write_atomic
 from oneshot_rlvr.head import fused_logp_entropy, reference_logp_entropy
 from oneshot_rlvr.learner import Learner, lr_factor  # noqa: F401  (lr_factor: the trainer's schedule, re-exported)
 from oneshot_rlvr.modeling import check_model_path, load_model, load_tokenizer, resolve_device, resolve_dtype, weight_files
@@ -763,7 +763,7 @@ class GRPOTrainer:
                 self.model.config.use_cache = False
             self.tokenizer.save_pretrained(tmp)
             _fsync_dir(tmp)
-            _replace_dir(tmp, final)
+            replace_dir(tmp, final)
 
     def _export_state_dict(self) -> dict:
         """The weights an HF checkpoint stores: the fp32 master weights (gathered beforehand under ZeRO)."""
@@ -812,7 +812,7 @@ class GRPOTrainer:
                 "config": self.cfg.to_dict(),
             }, tmp / "trainer.pt")
             _fsync_dir(tmp)
-            _replace_dir(tmp, final)
+            replace_dir(tmp, final)
         for old in state_dir.glob("step_*"):  # keep only the newest complete state
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -1087,18 +1087,6 @@ def _write_guard(step: int, what: str, tmp: Path, final: Path):
         raise TrainingError(f"step {step}: cannot write the {what} {final}: {exc.strerror or exc} "
                             f"(errno {exc.errno}); earlier checkpoints and states are intact, "
                             f"free space and rerun to resume") from exc
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a fully written directory into place; the previous version is removed only afterwards."""
-    if final.exists():
-        trash = final.with_name(f".{final.name}.old")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
 
 
 def _accuracy_by_index(index: list[int], scores: list[float], n: int) -> dict[str, float]:
