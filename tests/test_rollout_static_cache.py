@@ -54,3 +54,23 @@ def test_min_tokens_forces_length(model_tok):
     assert all(c.finish_reason == "stop" and c.token_ids == [stop] for c in free[0])
     assert all(len(c.token_ids) == 6 and stop not in c.token_ids and c.finish_reason == "length"
                for c in forced[0])
+
+
+def test_sampling_ignores_the_checkpoints_generation_config(model_tok, monkeypatch):
+    """A checkpoint's generation_config.json (Instruct models ship a repetition_penalty) must not reach the
+    sampler: rollouts are softmax(logits / T), the distribution the trainer's log-probs score. transformers
+    fills every field `generate` is not given from it, so the engine's own log-probs drifted from the trainer's
+    (by 11 nats with a strong penalty)."""
+    from oneshot_rlvr.trainer import response_logprobs
+
+    model, tok = model_tok
+    monkeypatch.setattr(model.generation_config, "repetition_penalty", 1e-3)  # boosts repeats: visible at once
+    monkeypatch.setattr(model.generation_config, "no_repeat_ngram_size", 1)
+    prompt = tok.encode("What is 1+1? Answer:")
+    comps = HFEngine(model, tok, static_cache="off").generate(
+        [prompt], SamplingConfig(n=8, temperature=0.6, max_tokens=24, seed=0, logprobs=True))[0]
+    with torch.no_grad():
+        lp, _ = response_logprobs(model, [(prompt, c.token_ids) for c in comps], 0.6, 2048, False)
+    engine_lp = torch.tensor([x for c in comps for x in c.logprobs])
+    assert torch.allclose(engine_lp, lp, atol=1e-4), (engine_lp - lp).abs().max()
+    assert model.generation_config.repetition_penalty == 1e-3  # the model's own config is put back

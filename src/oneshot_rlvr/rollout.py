@@ -26,6 +26,7 @@ GPU paths (CUDA only, written against the vLLM / transformers docs, NOT yet meas
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 
@@ -65,6 +66,23 @@ def _cut_at_stop_strings(tokenizer, ids: list[int], stops: list[str]) -> tuple[l
         if hits:
             return ids[:k], prefix[: min(hits)], True
     return ids, text, False
+
+
+@contextlib.contextmanager
+def _sampling_only_generation_config(model):
+    """Hide the checkpoint's generation_config from `generate` (transformers fills every unset field from it): a
+    shipped repetition_penalty, no_repeat_ngram_size, min_p, bad_words_ids ... would sample from another
+    distribution than softmax(logits / T) with top-p / top-k, which the trainer's log-probs and vLLM's
+    SamplingParams (as the official code builds them) assume."""
+    from transformers import GenerationConfig
+
+    saved = model.generation_config
+    model.generation_config = GenerationConfig(bos_token_id=saved.bos_token_id, eos_token_id=saved.eos_token_id,
+                                               pad_token_id=saved.pad_token_id)
+    try:
+        yield
+    finally:
+        model.generation_config = saved
 
 
 class HFEngine:
@@ -145,7 +163,7 @@ class HFEngine:
                                   top_k=sampling.top_k if sampling.top_k and sampling.top_k > 0 else 0)
                 else:
                     kwargs.update(temperature=None, top_p=None, top_k=None)
-                with torch.no_grad():
+                with torch.no_grad(), _sampling_only_generation_config(model):
                     out = model.generate(input_ids=input_ids.to(device), attention_mask=attn.to(device), **kwargs)
                 seqs = out.sequences[:, width:].tolist()
                 for r, ids in enumerate(seqs):
