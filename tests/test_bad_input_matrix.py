@@ -272,6 +272,8 @@ CASES = [
          r"data\.jsonl: row 1: reward_model\.ground_truth must be a string, got float"),
     Case("train-file-is-directory", "train", lambda t, m: {"train_file": str(_mkdir(t / "in" / "data"))},
          r"in/data is a directory; give the path of a JSONL data file"),
+    Case("train-lengths-past-the-model-context", "train", lambda t, m: {"max_response_length": 4090},
+         r"'max_prompt_length' \+ 'max_response_length' = \d+ \+ 4090 exceed the model's max_position_embeddings 4096"),
     Case("train-prompts-too-long", "train", lambda t, m: {"train_file": str(_jsonl(t, _rows())), "max_prompt_length": 5},
          r"data\.jsonl.*every prompt is longer than max_prompt_length"),
     # ---- pool / full sets (`rlvr prepare-data`, lines are 1-based)

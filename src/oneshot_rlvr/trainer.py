@@ -314,6 +314,13 @@ class GRPOTrainer:
         self.sampler = EpochSampler(len(self.rows), cfg.train_batch_size, cfg.seed, cfg.shuffle, cfg.drop_last)
         torch.manual_seed(cfg.seed)
         self.model = load_model(cfg.model, torch.float32, self.device)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and cfg.max_prompt_length + cfg.max_response_length > limit:
+            # the fork's vLLM rollout asserts this; vLLM here would fail after the run's first files, and the
+            # hf engine would silently decode past the positions the model was trained on
+            raise ConfigError(f"config keys 'max_prompt_length' + 'max_response_length' = {cfg.max_prompt_length} + "
+                              f"{cfg.max_response_length} exceed the model's max_position_embeddings {limit} "
+                              f"({cfg.model})")
         if cfg.sequence_packing:
             # (the reference model below is a copy: packed too, same kernel)
             packing.enable(self.model, cfg.packed_attention, self.device, self.dtype)
