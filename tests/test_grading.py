@@ -422,6 +422,10 @@ def test_every_real_gold_matches_itself(pool, benchmark):
         ("\\boxed{0, 1}", "1,000", "math500", False),
         ("\\boxed{1,000}", "0, 1", "math500", False),
         ("\\boxed{10080}", "10,080", "math500", True),
+        # ... but a comma and a space separate answers: "81, 256" (MATH train 3679) is a set of two, not 81256
+        ("\\boxed{256, 81}", "81, 256", "math500", True),
+        ("\\boxed{81256}", "81, 256", "math500", False),
+        ("\\boxed{81, 256}", "81256", "math500", False),
         # Minerva's precision tolerance rounds half away from zero: one boundary in, the other out
         ("\\boxed{6.5}", "7", "minerva_math", True),
         ("\\boxed{7.5}", "7", "minerva_math", False),

@@ -150,6 +150,8 @@ def _to_num(s: str) -> _Num | None:
     s = re.sub(r"^(-?)\s*\\\$\s*", r"\1", s.strip())  # currency: "\$1,200" is 1200
     if re.match(r"^[-+.\d]", s):
         s = _UNIT_TAIL.sub("", s)  # "5\,\text{cm}", "300~\mathrm{K}": units are optional
+    if re.search(r",\s", s):  # "81, 256" lists two answers (MATH train 3679); a thousands comma has no space
+        return None
     s = _WRAPPERS.sub("", s).replace(" ", "").replace("{,}", "")
     s = re.sub(r"\^\{?\\circ\}?$", "", s)
     s = re.sub(r"\\text\{[^{}]*\}$", "", s) if re.match(r"^[-+.\d]", s) else s
