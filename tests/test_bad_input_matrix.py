@@ -236,7 +236,7 @@ CASES = [
     Case("run-non-string-key", "train-config", lambda t, m: _text_file(t, "RUN.yaml", "1: x\n"),
          r"RUN\.yaml: config keys must be names, got the key 1"),
     Case("run-config-not-utf8", "train-config", lambda t, m: _text_file(t, "RUN.yaml", b"lr: 1.0e-6 # \xe9t\xe9\n"),
-         r"RUN\.yaml: not UTF-8 text"),
+         r"RUN\.yaml: line \d+ is not UTF-8 text \(byte .* at column \d+\)"),
     # ---- training set (rows are 0-based in the trainer's messages)
     Case("train-row-without-answer", "train", rows_with(_pop_answer), r"data\.jsonl.*row 1: missing reward_model\.ground_truth"),
     Case("train-empty-prompt", "train", rows_with(_empty_prompt), r"data\.jsonl.*row 2: empty prompt"),

@@ -256,7 +256,7 @@ def test_config_text_errors_are_one_line(tmp_path, capsys):
         from_dict({1: "x"})
     bad = tmp_path / "run.yaml"
     bad.write_bytes("lr: 1.0e-6  # r\u00e9glage\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"run\.yaml: not UTF-8 text"):
+    with pytest.raises(ConfigError, match=r"run\.yaml: line \d+ is not UTF-8 text"):
         load_run_config(bad)
     assert not (tmp_path / "x").exists()
 

@@ -16,6 +16,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from oneshot_rlvr.errors import ConfigError
+from oneshot_rlvr.fileio import not_utf8_message
 
 
 PACKED_ATTENTION = ("auto", "sdpa", "varlen")  # the `packed_attention` key (oneshot_rlvr.packing.resolve_kernel)
@@ -356,10 +357,10 @@ def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = 
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            raw = p.read_bytes()
+            data = yaml.safe_load(raw.decode("utf-8")) or {}
         except UnicodeDecodeError as exc:
-            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
-                              "a run config is a UTF-8 YAML file") from None
+            raise ConfigError(not_utf8_message(p, raw, exc, "run config (YAML)")) from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from oneshot_rlvr.errors import DataError
+from oneshot_rlvr.fileio import not_utf8_message
 
 
 @dataclass
@@ -33,8 +34,7 @@ def iter_jsonl(path: str | Path):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: line {lineno} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} "
-                                f"at column {exc.start + 1}); JSONL files must be UTF-8") from None
+                raise DataError(not_utf8_message(path, raw, exc, "JSONL file", line=lineno)) from None
             if not line.strip():
                 continue
             try:

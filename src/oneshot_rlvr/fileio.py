@@ -14,6 +14,18 @@ from pathlib import Path
 from oneshot_rlvr.errors import ConfigError, DataError
 
 
+def not_utf8_message(path: str | Path, raw: bytes, exc: UnicodeDecodeError, what: str, line: int | None = None) -> str:
+    """"<path>: line N is not UTF-8 text (byte .. at column ..); the <what> must be UTF-8". `raw` is the whole
+    file (line is counted) or, with `line` given, that one line's bytes."""
+    if line is None:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+    else:
+        col = exc.start + 1
+    return (f"{path}: line {line} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at column {col}); "
+            f"the {what} must be UTF-8")
+
+
 def read_utf8(path: str | Path, what: str = "file") -> str:
     """The text of a user-supplied file; bytes that are not UTF-8 are a DataError naming the file, line and
     column (not a bare UnicodeDecodeError). A byte-order mark (as Excel saves a CSV) is dropped."""
@@ -22,10 +34,19 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DataError(f"{path}: line {line} is not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at column "
-                        f"{col}); the {what} must be UTF-8") from None
+        raise DataError(not_utf8_message(path, raw, exc, what)) from None
+
+
+def read_json(path: str | Path, what: str = "file", missing: type[Exception] = DataError):
+    """A user-supplied JSON file, parsed; a missing file raises `missing`, bad bytes or bad JSON a DataError
+    naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise missing(f"{what} not found: {path}")
+    try:
+        return json.loads(read_utf8(path, what))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
 def check_out_file(path: str | Path, flag: str = "") -> Path:

@@ -7,13 +7,12 @@ shrinks only the width and depth, so every code path runs unchanged on a CPU.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from oneshot_rlvr import TOKENIZER_DIR
-from oneshot_rlvr.errors import ConfigError, DataError, RlvrError
-from oneshot_rlvr.fileio import building_dir, read_utf8
+from oneshot_rlvr.errors import ConfigError, RlvrError
+from oneshot_rlvr.fileio import building_dir, read_json
 
 TINY_SHAPE = dict(
     hidden_size=128,
@@ -111,13 +110,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, tokenizer_dir: str | Path =
         # weights of a model other runs were trained/evaluated from must not change silently
         raise ConfigError(f"{out} already holds a model; pass --overwrite to replace it")
     tokenizer_dir = Path(tokenizer_dir)
-    config_file = tokenizer_dir / "config.json"
-    if not config_file.is_file():
-        raise ConfigError(f"model config not found: {config_file}")
-    try:
-        base = json.loads(read_utf8(config_file, "model config"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{config_file}: not valid JSON ({exc.msg})") from None
+    base = read_json(tokenizer_dir / "config.json", "model config", missing=ConfigError)
     cfg = {k: v for k, v in base.items() if k not in ("architectures", "transformers_version", "torch_dtype")}
     cfg.update(TINY_SHAPE)
     cfg.update(shape)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from oneshot_rlvr.data import iter_jsonl
 from oneshot_rlvr.errors import DataError
-from oneshot_rlvr.fileio import read_utf8, write_atomic
+from oneshot_rlvr.fileio import read_json, read_utf8, write_atomic
 
 RANKING_COLUMNS = ["pi_rank", "dsr_sub_index", "hist_std", "hist_var", "hist_mean_acc", "n_epochs_recorded",
                    "ground_truth"]
@@ -40,14 +39,7 @@ class RankedExample:
 
 def load_history(path: str | Path) -> dict[str, list[float]]:
     """Read an index -> accuracy-list JSON, keeping the key order (it breaks ties in the ranking)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"accuracy history not found: {path}")
-    try:
-        data = json.loads(read_utf8(path, "accuracy history"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
-    return check_history(data, str(path))
+    return check_history(read_json(path, "accuracy history"), str(path))
 
 
 def _pool_index(key: str, where: str) -> int:

@@ -202,26 +202,26 @@ def pretrain(world: Path, out: Path, cfg: PretrainConfig) -> dict:
     train_seconds = time.time() - t_train
 
     # saved aside and swapped in whole: a kill while saving must not leave (or make of the old) a broken model
-    with building_dir(out) as tmp:
-        model.eval()
-        # Stop at <|im_end|> as well as <|endoftext|>: the solutions end with both.
-        model.generation_config = GenerationConfig(
-            eos_token_id=[tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id],
-            pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id, do_sample=False, max_new_tokens=512)
+    model.eval()
+    # Stop at <|im_end|> as well as <|endoftext|>: the solutions end with both.
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id],
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id, do_sample=False, max_new_tokens=512)
+    info = {
+        "world": str(world),
+        "world_seed": manifest.get("seed"),
+        "config": asdict(cfg),
+        "steps_done": step,
+        "cut_by_minutes": cut,
+        "n_params": n_params,
+        "n_examples": len(examples),
+        "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.time() - t0, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    with building_dir(out) as tmp:  # only the writes: a crash or kill leaves the old model as it was
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        info = {
-            "world": str(world),
-            "world_seed": manifest.get("seed"),
-            "config": asdict(cfg),
-            "steps_done": step,
-            "cut_by_minutes": cut,
-            "n_params": n_params,
-            "n_examples": len(examples),
-            "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
-            "train_seconds": round(train_seconds, 1),
-            "total_seconds": round(time.time() - t0, 1),
-            "torch_threads": torch.get_num_threads(),
-        }
         (tmp / "pretrain.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
