@@ -2,6 +2,7 @@
 end-to-end run of `rlvr evaluate` on a tiny random Qwen2 with both engines."""
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -259,6 +260,41 @@ def test_summary_of_another_model_is_neither_reused_nor_replaced(tmp_path, capsy
     assert evaluate("model", ["aime24"], out, EvalOptions(engine="hf"))["aime24"]["accuracy"]["qwen"] == 12.5
 
 
+def test_replace_stale_redoes_what_would_be_refused(tmp_path, capsys):
+    """The workflow's evaluate job reruns when an evaluation setting is edited; without --replace-stale
+    `rlvr evaluate` then refused the old summary and the job failed. With it, a summary of other settings,
+    another model or lacking a grader goes to re-evaluation (here: to loading the unloadable fake model),
+    a matching one is still skipped, and the old summary stays until a new one replaces it."""
+    model = _fake_model_dir(tmp_path)
+    out = tmp_path / "eval"
+    dec = {"n_samples": 8, "temperature": 0.6, "top_p": 1.0, "max_new_tokens": 16, "seed": 0,
+           "prompt_type": "qwen25-math-cot", "limit": 5}
+    summary = {"model": str(model), "accuracy": {"qwen": 1.0, "math_verify": 1.0}, "decoding": dec}
+    atomic_write_json(out / "aime24" / "summary.json", summary)
+    stale = EvalOptions(engine="hf", max_new_tokens=32, limit=5, replace_stale=True)
+    assert evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf", max_new_tokens=16, limit=5,
+                                                             replace_stale=True))["aime24"] == summary
+    for opts, said in [(stale, r"max_new_tokens 16 \(asked 32\)"),
+                       (EvalOptions(engine="hf", max_new_tokens=16, limit=5, graders=("qwen", "deepscaler"),
+                                    replace_stale=True), r"no results for grader\(s\) deepscaler")]:
+        with pytest.raises(DataError, match="no weight files"):  # got past the summary: it is being redone
+            evaluate(str(model), ["aime24"], out, opts)
+        err = capsys.readouterr().err
+        assert re.search(rf"--replace-stale: .*aime24/summary.json.*{said}.*; re-evaluating", err), err
+        assert "pass --overwrite" not in err
+        assert json.loads((out / "aime24" / "summary.json").read_text()) == summary  # not removed before the redo
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    with pytest.raises(DataError, match="no weight files"):
+        evaluate(str(other), ["aime24"], out, EvalOptions(engine="hf", max_new_tokens=16, limit=5, replace_stale=True))
+    assert "holds the results of model" in capsys.readouterr().err
+    # a corrupt summary is not "stale": still an error naming it
+    (out / "aime24" / "summary.json").write_text("{half")
+    with pytest.raises(DataError, match="not valid JSON"):
+        evaluate(str(model), ["aime24"], out, stale)
+
+
 def test_summary_lacking_an_asked_grader_is_an_error(tmp_path):
     model = _fake_model_dir(tmp_path)
     out = tmp_path / "eval"
@@ -448,6 +484,28 @@ def test_end_to_end_hf_all_benchmarks(tiny_model, tmp_path):
     # re-running skips (summary exists): files untouched
     before = (out / "math500" / "summary.json").stat().st_mtime_ns
     _run_eval(tiny_model, out, "hf", "math500")
+    assert (out / "math500" / "summary.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_end_to_end_replace_stale_redoes_an_edited_evaluation(tiny_model, tmp_path, capsys):
+    """As the workflow runs it: the same --out, an edited setting (--limit 5 -> 3). Without --replace-stale
+    the call fails (rc 2) and keeps the old files; with it, both files are of the new evaluation."""
+    out = tmp_path / "eval"
+    _run_eval(tiny_model, out, "hf", "math500")
+    _check_outputs(out, "math500", 1)
+    old = (out / "math500" / "summary.json").read_text()
+    argv = ["evaluate", "--model", str(tiny_model), "--benchmarks", "math500", "--out", str(out), "--engine", "hf",
+            "--limit", "3", "--max-new-tokens", "16", "--dtype", "float32", "--no-progress", "--grader-workers", "1"]
+    assert main(argv) == 2
+    assert "limit 5 (asked 3)" in capsys.readouterr().err
+    assert (out / "math500" / "summary.json").read_text() == old and len(_samples(out, "math500")) == 5
+    assert main([*argv, "--replace-stale"]) == 0
+    s = json.loads((out / "math500" / "summary.json").read_text())
+    assert s["n_problems"] == 3 and s["decoding"]["limit"] == 3 and len(_samples(out, "math500")) == 3
+    # now it matches: skipped, untouched
+    before = (out / "math500" / "summary.json").stat().st_mtime_ns
+    assert main([*argv, "--replace-stale"]) == 0
     assert (out / "math500" / "summary.json").stat().st_mtime_ns == before
 
 

@@ -103,6 +103,8 @@ def test_paper_plan_lists_every_run_and_evaluation(workdir):
     # the paper's precision path (Tab. 7): the base model in bf16, trained fp32 checkpoints served in fp16
     calls = re.findall(r"evaluate --model (\S+) ([^&\n]*)", out)
     assert calls and all(("--dtype float16" in rest) == ("/checkpoints/" in m) for m, rest in calls)
+    # an edited evaluation setting reruns the job: it must redo, not refuse, the old summaries
+    assert all("--replace-stale" in rest for m, rest in calls)
     assert all("--dtype bfloat16" in rest for m, rest in calls if "/checkpoints/" not in m)
     # R1-Distill by the rllm evaluator's decoding, every other model by the harness's
     assert all(("--protocol rllm" in rest) == ("r1-distill" in rest or "R1-Distill" in m) for m, rest in calls)

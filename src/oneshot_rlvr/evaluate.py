@@ -7,8 +7,8 @@ written to `OUT/<bench>/samples.jsonl` then `OUT/<bench>/summary.json` (docs/con
 summary.json is written last and atomically, so its existence means the pair is complete; such
 pairs are skipped unless `overwrite` -- or unless the summary records another checkpoint fingerprint
 (weights rewritten since, e.g. a retrained run), so a rerun never keeps results of old weights. A
-summary of another model, or lacking an asked grader, is an error (never reused, never silently
-replaced). Model output is only parsed, unless `max_func_call` > 0 turns on the harness's Python
+summary of another model, made with other settings or lacking an asked grader, is an error (never
+reused, never silently replaced), or with `replace_stale` (the workflow's setting) redone. Model output is only parsed, unless `max_func_call` > 0 turns on the harness's Python
 tool-call loop (`_tool_call_loop`, oneshot_rlvr.pytool; docs/evaluation.md): then the programs a
 generation ends with run in a sandboxed subprocess with a timeout, as math_eval.py runs them.
 """
@@ -64,6 +64,9 @@ class EvalOptions:
     protocol: str = "harness"  # whose per-benchmark decoding (benchmarks.PROTOCOLS)
     dtype: str = "auto"
     overwrite: bool = False
+    # redo (not refuse) a summary made for another model, with other settings or lacking an asked grader;
+    # the workflow passes it: a changed evaluation setting reruns the job, which must then redo the pair
+    replace_stale: bool = False
     seed: int = 0
     batch_size: int = 64  # problems per generate call (also the progress-bar step)
     grader_workers: int = 2
@@ -528,6 +531,17 @@ def _check_has_graders(path: Path, existing: dict, opts: EvalOptions) -> None:
                           f"pass --overwrite to re-evaluate with them, or use another --out")
 
 
+def _check_reusable(path: Path, existing: dict, benchmark: str, model: str, opts: EvalOptions) -> None:
+    """A ConfigError unless `existing` answers this request: the same model, settings and graders.
+    Another model's results are neither reused as this model's nor replaced without being asked to
+    (the same checkpoint dir with rewritten weights, a retrained run, is the same model: redone by the caller)."""
+    if "model" in existing and not _same_model(existing["model"], model):
+        raise ConfigError(f"{path} holds the results of model {existing['model']!r}, not of --model {model!r}; "
+                          f"pass --overwrite or use another --out")
+    _check_same_settings(path, existing, benchmark, opts)
+    _check_has_graders(path, existing, opts)
+
+
 def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: EvalOptions, engine=None) -> dict:
     """Evaluate `model` on `benchmarks`; returns {benchmark: summary} (read back for skipped pairs).
 
@@ -556,18 +570,21 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
                 raise DataError(f"{sp}: existing summary is not valid JSON ({exc.msg}); delete it or pass --overwrite") from None
             if not isinstance(existing, dict):
                 raise DataError(f"{sp}: existing summary is not a JSON object; delete it or pass --overwrite")
-            # Another model's results are neither reused as this model's nor replaced without being asked to.
-            # (The same checkpoint dir with rewritten weights -- a retrained run -- is the same model: redone below.)
-            if "model" in existing and not _same_model(existing["model"], model):
-                raise ConfigError(f"{sp} holds the results of model {existing['model']!r}, not of --model {model!r}; "
-                                  f"pass --overwrite or use another --out")
-            if fingerprint and existing.get("checkpoint") not in (None, fingerprint):
+            if fingerprint and existing.get("checkpoint") not in (None, fingerprint) \
+                    and _same_model(existing.get("model", model), model):
                 print(f"[evaluate] {sp}: made from other weights of {model} (rewritten since); re-evaluating",
                       file=sys.stderr)
                 pending.append(b)
                 continue
-            _check_same_settings(sp, existing, b, opts)
-            _check_has_graders(sp, existing, opts)
+            try:
+                _check_reusable(sp, existing, b, model, opts)
+            except ConfigError as exc:
+                if not opts.replace_stale:
+                    raise
+                print(f"[evaluate] --replace-stale: {str(exc).split('; pass --overwrite')[0]}; re-evaluating",
+                      file=sys.stderr)
+                pending.append(b)
+                continue
             results[b] = existing
         else:
             pending.append(b)

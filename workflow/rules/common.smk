@@ -177,8 +177,9 @@ def evaluate_commands(wildcards):
             calls.append(f"mkdir -p {out} && cp -r {quoted(f'{src}/{b}' for b in benches)} {out}/")
             continue
         # No --overwrite: finished (checkpoint, benchmark) pairs of an interrupted chunk are skipped, and
-        # a summary of a retrained checkpoint is redone (rlvr evaluate compares checkpoint fingerprints).
-        args = ["evaluate", "--model", PLAN.evaluate_model(model, run, step), "--out", out] + common
+        # a summary of a retrained checkpoint is redone (rlvr evaluate compares checkpoint fingerprints);
+        # --replace-stale redoes one made with other settings (an edited config reran this job).
+        args = ["evaluate", "--model", PLAN.evaluate_model(model, run, step), "--out", out, "--replace-stale"] + common
         args += ["--dtype", PLAN.evaluate_dtype(step)]
         calls.append(f"{RLVR} {quoted(args)}" + (f" {extra}" if extra else ""))
     return " && ".join(calls)

@@ -2,7 +2,8 @@
 
 Writes OUT/<bench>/samples.jsonl and OUT/<bench>/summary.json (see docs/evaluation.md);
 benchmarks whose summary.json exists are skipped unless --overwrite; a summary of another --model, or
-lacking an asked grader, is an error (--overwrite or another --out).
+lacking an asked grader, is an error (--overwrite or another --out) -- or, with --replace-stale (as the
+workflow runs it), is redone; finished pairs that match the request are still skipped.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def add_arguments(p):
     p.add_argument("--tool-timeout", type=float, default=5.0, help="seconds per executed program (harness: 5)")
     p.add_argument("--save-token-ids", action="store_true", help="also store each response's token ids")
     p.add_argument("--overwrite", action="store_true", help="re-evaluate benchmarks that already have a summary.json")
+    p.add_argument("--replace-stale", action="store_true",
+                   help="redo (instead of refusing) a benchmark whose summary.json was made for another model, with "
+                        "other settings or lacks an asked grader; matching summaries are still skipped "
+                        "(the workflow passes it, so that editing an evaluation setting redoes the evaluations)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -73,6 +78,7 @@ def options_from_args(args):
         protocol=args.protocol,
         dtype=args.dtype,
         overwrite=args.overwrite,
+        replace_stale=args.replace_stale,
         seed=args.seed,
         batch_size=args.batch_size,
         grader_workers=args.grader_workers,
