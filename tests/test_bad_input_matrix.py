@@ -158,6 +158,8 @@ def _cli_inputs(tmp, tiny):
     (d / "H.json").write_text(json.dumps({"0": [0.0, 1.0], "1": [1.0, 1.0]}))
     (d / "H_latin1.json").write_bytes('{"\u00e9": [0.0]}'.encode("latin-1"))
     (d / "rank_latin1.csv").write_bytes(b"pi_rank,dsr_sub_index\n1,caf\xe9\n")
+    # a ranking of another pool: the same indices, other problems behind them (pool rows 1, 2 are '124', '432')
+    (d / "rank_other_pool.csv").write_text("pi_rank,dsr_sub_index,ground_truth\n1,2,432\n2,1,7\n3,0,\n")
     pool = (REPO / "resources/train/dsr_sub.jsonl").read_text().splitlines(keepends=True)[:3]
     (d / "pool.jsonl").write_text("".join(pool))
     (d / "RUN.yaml").write_text(yaml.safe_dump(_base_run(tiny)))
@@ -304,6 +306,11 @@ CASES = [
          cli_args("make-train-set", "--pool", "{inp}/pool.jsonl", "--ranking", "{inp}/rank_latin1.csv", "--ranks", "1",
                   "--out", "results/out/x.jsonl"),
          r"rank_latin1\.csv: line 2 is not UTF-8 text \(byte b'\\xe9' at column 6\)"),
+    Case("ranking-of-another-pool", "cli",
+         cli_args("make-train-set", "--pool", "{inp}/pool.jsonl", "--ranking", "{inp}/rank_other_pool.csv", "--ranks",
+                  "1", "--out", "results/out/x.jsonl"),
+         r"rank_other_pool\.csv: pi_2 is pool index 1 with ground truth '7', but the pool .*pool\.jsonl has '124' "
+         r"there \(1 of 2 labelled rows differ\); was the ranking made on another pool\?"),
     Case("tiny-model-seed-overflow", "cli", cli_args("build-tiny-model", "--out", "results/out", "--seed", str(10**20)),
          r"--seed must be in 0 \.\. 2\*\*64-1, got 100000000000000000000"),
     # ---- --out that cannot be written: refused before anything is written or deleted (no stray temp file)

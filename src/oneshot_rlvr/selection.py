@@ -96,6 +96,12 @@ def write_ranking(ranking: list[RankedExample], path: str | Path, labels: dict[i
 
 def read_ranking(path: str | Path) -> list[int]:
     """Pool indices in rank order (element k-1 is pi_k) from a ranking CSV."""
+    return [index for index, _ in read_ranking_rows(path)]
+
+
+def read_ranking_rows(path: str | Path) -> list[tuple[int, str]]:
+    """(pool index, ground truth) in rank order; the ground truth is "" where the CSV has no such column
+    or leaves it empty (a ranking written without --pool)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"ranking file not found: {path}")
@@ -116,10 +122,23 @@ def read_ranking(path: str | Path) -> list[int]:
         if index in seen:  # one example at two ranks: a pi-set could repeat it silently
             raise DataError(f"{path}: row {lineno}: dsr_sub_index {index} repeats row {seen[index]}")
         seen[index] = lineno
-        out.append(index)
+        out.append((index, row.get("ground_truth") or ""))
     if not out:
         raise DataError(f"{path}: empty ranking")
     return out
+
+
+def check_ranking_matches_pool(rows: list[tuple[int, str]], labels: dict[int, str], where: str, pool: str) -> None:
+    """A ranking's recorded ground truths must be the pool's: a ranking of another pool (other data behind
+    the same indices) would otherwise pick a different problem as pi_k without a word."""
+    differ = [(rank, index, gt) for rank, (index, gt) in enumerate(rows, 1)
+              if gt and index in labels and labels[index] != gt]
+    if differ:
+        rank, index, gt = differ[0]
+        n_labelled = sum(1 for index, gt in rows if gt and index in labels)
+        raise DataError(f"{where}: pi_{rank} is pool index {index} with ground truth {gt!r}, but the pool {pool} "
+                        f"has {labels[index]!r} there ({len(differ)} of {n_labelled} labelled rows differ); "
+                        "was the ranking made on another pool? Pass the pool it ranks, or rank this one (`rlvr rank --pool`)")
 
 
 def pool_labels(path: str | Path) -> dict[int, str]:
