@@ -191,6 +191,11 @@ def _big_batch_variant(c):
     (DEMO, lambda c: c["datasets"]["pool16"].update(first=5000),
      "config key 'datasets.pool16.first': 5000 > the 1209 rows of source 'dsr_sub'"),
     (PAPER, lambda c: c["datasets"]["pi1"].update(label_override=""), "config key 'datasets.pi1.label_override'"),
+    # a seed of a selection the dataset does not make was silently ignored (a seed sweep built one set n times)
+    (PAPER, lambda c: c["datasets"]["pi1"].update(seed=3),
+     "config key 'datasets.pi1.seed': seeds 'random', which this dataset does not set"),
+    (PAPER, lambda c: c["datasets"]["random16"].update(noise_seed=1),
+     "config key 'datasets.random16.noise_seed': seeds 'label_noise', which this dataset does not set"),
     (PAPER, lambda c: c["variants"]["t5r11"].update(label_override=" "), "config key 'variants.t5r11.label_override'"),
     (PAPER, lambda c: c["models"][M15].update(path="/no/such/model"),
      "config key 'models.qwen2.5-math-1.5b.path': model directory not found: /no/such/model"),

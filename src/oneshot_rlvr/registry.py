@@ -436,6 +436,10 @@ def validate_workflow_config(cfg: dict, root: str | Path = ".", schema_path: str
         key = f"datasets.{name}"
         if "ranks" in d and "random" in d:
             raise ConfigError(f"config key '{key}': choose either 'ranks' or 'random'")
+        for seed, of in (("seed", "random"), ("noise_seed", "label_noise")):
+            if seed in d and of not in d:  # it would be ignored: a seed sweep would build one set n times
+                raise ConfigError(f"config key '{key}.{seed}': seeds '{of}', which this dataset does not set "
+                                  f"(add '{of}' or remove '{seed}')")
         src = d.get("source", cfg["pool"])
         if src not in cfg["sources"]:
             raise _unknown("source", f"{key}.source", src, cfg["sources"])
