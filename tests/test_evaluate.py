@@ -2,13 +2,13 @@
 end-to-end run of `rlvr evaluate` on a tiny random Qwen2 with both engines."""
 
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from oneshot_rlvr.benchmarks import MATH6
+from oneshot_rlvr.benchmarks import MATH6, protocol_suffix
 from oneshot_rlvr.cli import main
 from oneshot_rlvr.errors import ConfigError, DataError
 from oneshot_rlvr.evaluate import (
@@ -127,6 +127,36 @@ def test_rllm_protocol_is_the_papers_r1_distill_decoding():
     assert decoding_for("aime24", EvalOptions(top_p=0.9)).top_p == 0.9
     with pytest.raises(ConfigError, match="rllm.*'arc_e'"):
         decoding_for("arc_e", rllm)
+
+
+def test_rllm_protocol_questions_carry_rllms_instruction(tmp_path):
+    """rllm's test parquets are built as its training data (scripts/data/deepscaler_dataset.py): the problem, a
+    space, "Let's think step by step and output the final answer within \\boxed{}.", then the model's chat
+    template. The harness protocol puts nothing after the question."""
+    from oneshot_rlvr import TOKENIZER_DIR
+    from oneshot_rlvr.evaluate import prepare_benchmark
+    from oneshot_rlvr.modeling import load_tokenizer
+
+    tok = load_tokenizer(str(TOKENIZER_DIR))
+    rllm = prepare_benchmark("aime24", tok, EvalOptions(protocol="rllm", prompt_type="deepseek-r1", limit=2))
+    harness = prepare_benchmark("aime24", tok, EvalOptions(prompt_type="deepseek-r1", limit=2))
+    for p, r, h in zip(rllm.problems, rllm.prompts, harness.prompts):
+        assert r == ("<\uff5cbegin\u2581of\u2581sentence\uff5c><\uff5cUser\uff5c>" + p.question
+                     + " Let's think step by step and output the final answer within \\boxed{}."
+                     "<\uff5cAssistant\uff5c><think>\n")
+        assert h == r.replace(" Let's think step by step and output the final answer within \\boxed{}.", "")
+    # a summary made before the instruction was added (no question_suffix recorded) is not reused
+    model = _fake_model_dir(tmp_path)
+    out = tmp_path / "eval"
+    dec = {"n_samples": 64, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 16, "seed": 0,
+           "prompt_type": "deepseek-r1", "limit": 2, "protocol": "rllm"}
+    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0, "math_verify": 1.0}, "decoding": dec})
+    asked = EvalOptions(protocol="rllm", prompt_type="deepseek-r1", limit=2, max_new_tokens=16)
+    with pytest.raises(ConfigError, match=r"question_suffix '' \(asked \" Let's think step by step"):
+        evaluate(str(model), ["aime24"], out, asked)
+    atomic_write_json(out / "aime24" / "summary.json", {"accuracy": {"qwen": 1.0, "math_verify": 1.0},
+                                                        "decoding": dec | {"question_suffix": protocol_suffix("rllm")}})
+    assert evaluate(str(model), ["aime24"], out, asked)["aime24"]["accuracy"]["qwen"] == 1.0
 
 
 # --------------------------------------------------------------------------- files

@@ -23,7 +23,8 @@ AIME25, where we draw the 8 samples of a problem in one request (n=8) instead of
 8 times; top_p 1, 3072 new tokens, seed 0. That is the `harness` protocol. The paper evaluated
 DeepSeek-R1-Distill-Qwen-1.5B with the rllm/DeepScaleR evaluator instead (official-repo.md): the
 `rllm` protocol, temperature 0.6, top_p 0.95, avg@16 for MATH500 / Minerva / OlympiadBench and
-avg@64 for AIME24 / AMC23 / AIME25.
+avg@64 for AIME24 / AMC23 / AIME25, and the question followed by the instruction its test parquets
+carry (`protocol_suffix`; rllm's scripts/data/deepscaler_dataset.py builds them as training data).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 from oneshot_rlvr import RESOURCES
 from oneshot_rlvr.errors import ConfigError, DataError
 from oneshot_rlvr.fileio import read_utf8
-from oneshot_rlvr.prompts import arc_letter, arc_question, harness_question
+from oneshot_rlvr.prompts import TRAIN_SUFFIX, arc_letter, arc_question, harness_question
 
 # The paper's "Avg." is the unweighted mean over these six (Tab. 8 and the best-step rule).
 MATH6: tuple[str, ...] = ("math500", "aime24", "amc23", "minerva_math", "olympiadbench", "aime25")
@@ -124,6 +125,15 @@ def protocol_decoding(name: str, protocol: str = "harness") -> Decoding:
                               f"(it covers {', '.join(_RLLM)})")
         return _RLLM[name]
     raise ConfigError(f"--protocol: unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+
+
+def protocol_suffix(protocol: str = "harness") -> str:
+    """Text `protocol` puts after each question. The harness: none. rllm: its test sets are built like its
+    training data, `f"{problem} {instruction}"` with the same instruction as the training prompts
+    (TRAIN_SUFFIX), then wrapped in the model's chat template (for R1-Distill the `deepseek-r1` one)."""
+    if protocol == "rllm":
+        return TRAIN_SUFFIX
+    return ""
 
 
 def get_spec(name: str) -> BenchmarkSpec:

@@ -33,6 +33,7 @@ from oneshot_rlvr.benchmarks import (
     get_spec,
     load_benchmark,
     protocol_decoding,
+    protocol_suffix,
     stop_token_ids,
 )
 from oneshot_rlvr import pytool
@@ -285,7 +286,8 @@ class Prepared:
 
 def prepare_benchmark(benchmark: str, tokenizer, opts: EvalOptions) -> Prepared:
     problems = load_benchmark(benchmark, limit=opts.limit)
-    prompts = [build_prompt(p.question, opts.prompt_type) for p in problems]
+    suffix = protocol_suffix(opts.protocol)
+    prompts = [build_prompt(p.question + suffix, opts.prompt_type) for p in problems]
     # The templates carry their own special tokens; the tokenizer must not add a BOS.
     prompt_ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in prompts]
     return Prepared(benchmark, problems, prompts, prompt_ids, decoding_for(benchmark, opts))
@@ -444,6 +446,7 @@ def evaluate_benchmark(
         "engine": opts.engine,
         "dtype": opts.dtype,
         "protocol": opts.protocol,
+        "question_suffix": protocol_suffix(opts.protocol),
         "batch_size": opts.batch_size,
         "limit": opts.limit,
         "grader_timeout_s": opts.grader_timeout,
@@ -472,10 +475,11 @@ def check_model(model: str) -> None:
 # The engine samples differently (vLLM vs HF generate), a grader timeout decides which slow answers count
 # as wrong, and a tool timeout which programs give an output: each is a setting of the measurement too.
 _SETTINGS_KEYS = ("n_samples", "temperature", "top_p", "max_new_tokens", "seed", "prompt_type", "limit", "dtype",
-                  "max_func_call", "engine", "grader_timeout_s", "tool_timeout_s")
+                  "max_func_call", "engine", "grader_timeout_s", "tool_timeout_s", "question_suffix")
 # the value a summary that does not record the key was made with (tool_timeout_s is recorded only with
 # tool calls; where absent it is not compared, and max_func_call already tells the two apart)
-_SETTINGS_DEFAULTS = {"max_func_call": 0}
+# (a summary made before the rllm questions got their instruction has none: it is redone, not reused)
+_SETTINGS_DEFAULTS = {"max_func_call": 0, "question_suffix": ""}
 
 
 def checkpoint_fingerprint(model: str) -> str | None:
@@ -501,7 +505,7 @@ def _check_same_settings(path: Path, existing: dict, benchmark: str, opts: EvalO
         return
     want = asdict(decoding_for(benchmark, opts)) | {
         "prompt_type": opts.prompt_type, "limit": opts.limit, "dtype": opts.dtype, "max_func_call": opts.max_func_call,
-        "engine": opts.engine, "grader_timeout_s": opts.grader_timeout,
+        "engine": opts.engine, "grader_timeout_s": opts.grader_timeout, "question_suffix": protocol_suffix(opts.protocol),
         "tool_timeout_s": opts.tool_timeout if opts.max_func_call > 0 else None}
     old = _SETTINGS_DEFAULTS | old
     diff = [f"{k} {old[k]!r} (asked {want[k]!r})" for k in _SETTINGS_KEYS if k in old and old[k] != want[k]]
