@@ -99,6 +99,23 @@ def test_pip_only_packages_in_pip_section_and_no_double_installs(env):
     assert "conda-forge" in channels, f"{env.name}: channels {channels}"
 
 
+# Package dependencies an env may leave out, with why (the project is installed with --no-deps there).
+NOT_NEEDED = {"rlvr-gpu.yaml": {"matplotlib": "figures are drawn by the report rules, which run in envs/rlvr.yaml"}}
+
+
+@pytest.mark.parametrize("env", ENVS, ids=[p.name for p in ENVS])
+def test_every_package_dependency_is_pinned(env):
+    """The rules install the project with `pip install -e . --no-deps`: a dependency of pyproject.toml that an
+    env does not pin is missing there (pylatexenc was: the training reward's grader failed to import)."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {_norm(re.match(r"[A-Za-z0-9_.\-]+", d).group()) for d in deps}
+    conda, pip, _ = _parse(env)
+    missing = names - set(conda) - set(pip) - set(NOT_NEEDED.get(env.name, {}))
+    assert not missing, f"{env.name}: pyproject.toml dependencies not pinned: {sorted(missing)}"
+
+
 def test_same_package_same_version_across_envs():
     seen: dict[str, tuple[str, str]] = {}
     clashes = []
