@@ -199,6 +199,12 @@ def test_extract_choice(response, expected):
         ("\\text{12.8} mph", "12.8", False),  # \text{...} is unwrapped only when it is the whole answer
         ("\\text{12.8}", "12.8", True),
         ("A5", "\\text{A5}_{11}", False),
+        # parse_expr reads Python tokens (verdicts of rllm's grader): a literal "√{2}" becomes the name "sqrt2",
+        # split into letters, not sqrt(2); "1604_8" is the literal 16048; "049" is 0 then 49
+        ("\\frac{\u221a{2}}{2}", "\\frac{\\sqrt{2}}{2}", False),
+        ("\\frac{1}{\\sqrt2}", "\\frac{\\sqrt{2}}{2}", True),
+        ("(1604_8)", "1604_8", True),
+        ("(049)", "049", False),
     ],
 )
 def test_deepscaler_documented_behaviour(answer, gold, expected):
@@ -243,10 +249,33 @@ def test_deepscaler_float_rounded_integers_quirk():
         ("10", "20", False),
         ("\\frac{1}{2}", "0.5", True),
         ("x=3", "3", True),
+        # parse_latex's NUMBER token takes thousands groups (verdicts of the harness with SymPy's ANTLR parser):
+        ("1,000\\pi", "1000\\pi", True),
+        ("\\frac{1,000}{3}", "\\frac{1000}{3}", True),
+        ("10,000x", "10000x", True),
+        ("(1,000, 2)", "(1000, 2)", False),
+        # ... and its quirk: "7500,2500" lexes as NUMBER "7500,250" then "0", i.e. 7500250*0 = 0 (OlympiadBench
+        # id 2012's gold is "2500,7500": any such pair is graded equal by the harness)
+        ("7500, 2500", "2500,7500", True),
+        ("1,1110", "2500,7500", True),
+        ("1,2345", "0", False),  # 1234*5
+        ("2,4000", "0", True),  # 2400*0
+        ("864, 1350,2400", "2400, 1350, 864", False),  # 864135*240*0 vs 2400135*864
     ],
 )
 def test_qwen_documented_behaviour(pred, gold, expected):
     assert grade_qwen(f"Thus $\\boxed{{{pred}}}$.", gold)[0] is expected
+
+
+def test_qwen_word_numbers_are_word2numbers_reading():
+    """The harness's convert_word_number is w2n.word_to_num with a bare except: it keeps the number words of
+    any string (our stand-in converted only strings made entirely of number words)."""
+    from oneshot_rlvr.grading.qwen import qwen_strip_string
+
+    assert grade_qwen("The answer is one point five", "1.5", "aime24")[0] is True
+    assert qwen_strip_string("one point five") == "1.5" and qwen_strip_string("minus five") == "5"
+    assert qwen_strip_string("twenty-five") == "25" and qwen_strip_string("007") == "7"
+    assert qwen_strip_string("\\frac{1}{2}") == "\\frac{1}{2}"  # no number word: unchanged
 
 
 def test_qwen_choice_post_processing_of_math_eval_main():

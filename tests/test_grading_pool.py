@@ -202,6 +202,12 @@ def test_safe_parse_rejects_python_and_builds_math():
     # Python's float literals, as the reference's tokenizer reads them (not 3*e - 5)
     assert safe_parse("3e-5") == sympy.Float("3e-5") and safe_parse("1.5E3") == sympy.Float(1500)
     assert safe_parse("2e") == 2 * sympy.Symbol("e")
+    # Python's tokens, as parse_expr + split_symbols read them
+    s, q, r, t = sympy.symbols("s q r t")
+    assert safe_parse("sqrt2") == s * q * r * t * 2 and safe_parse("sqrt 2") == sympy.sqrt(2)
+    assert safe_parse("x_1+alpha") == sympy.Symbol("x_1") + sympy.Symbol("alpha")
+    assert safe_parse("1604_8") == 16048 and safe_parse("049") == 0 and safe_parse("0x1F") == 31
+    assert safe_parse("2j**2") == -4 and safe_parse("x2y") == 2 * x * sympy.Symbol("y")
     assert safe_parse("1/2004!") == sympy.Rational(1, sympy.factorial(2004))
     for bad in ("__import__('os')", "x.__class__", "[1]", "a;b", "lambda: 0", "x=1", "'s'", "9^9^9^9^9", "(10^9)!"):
         with pytest.raises(SafeParseError):

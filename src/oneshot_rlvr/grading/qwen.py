@@ -20,8 +20,9 @@ A-E letters only, including the empty gold MATH500's `\\text{east}` strips to).
 
 Deliberate differences: (1) SymPy's ANTLR `parse_latex` (needs antlr 4.11, incompatible with math-verify's
 4.13) is replaced by `latex2sympy2_extended`, with parse_latex's stop at the first top-level comma emulated
-(so `1` equals `1,-2` as in the harness); (2) `parse_expr` (eval) is replaced by our eval-free `safe_parse`;
-(3) word2number is applied only to strings made entirely of number words. The harness's Python tool-call
+(so `1` equals `1,-2` as in the harness) and its NUMBER token's thousands groups (`7500,2500` lexes as
+`7500,250` then `0`, i.e. 7500250*0 = 0); (2) `parse_expr` (eval) is replaced by our eval-free `safe_parse`.
+Word numbers go through the real word2number, as in the harness. The harness's Python tool-call
 loop is not part of grading: `evaluate --max-func-call` runs it (oneshot_rlvr.pytool).
 """
 
@@ -52,33 +53,16 @@ _UNIT_TEXTS = _UNIT_TEXTS + [u + "s" for u in _UNIT_TEXTS]
 # Unit words are used as regex fragments on purpose ("q ." matches "q" + any char), like the harness.
 _UNIT_RES = [re.compile(r"(^|\W)" + u + r"($|\W)") for u in _UNIT_TEXTS]
 
-_NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
-    "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-}  # fmt: skip
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
-
-
 def _word_to_number(text: str) -> str:
-    """"twenty five" -> "25"; a pure digit string loses leading zeros; anything else is unchanged."""
-    s = text.replace("-", " ").lower()  # no strip: "-10" -> " 10" is not a digit string (kept as is)
-    if s.isdecimal():  # not isdigit(): int() refuses "2²", which w2n's try/except in the harness keeps as text
-        return str(int(s)) if len(s) < 4000 else text
-    words = s.strip().split()
-    if not words or any(w not in _NUMBER_WORDS and w not in _SCALES and w != "and" for w in words):
+    """The harness's convert_word_number: word2number's reading of the text, or the text when it raises.
+    (w2n keeps only the number words: "one point five" -> "1.5", "minus five" -> "5", "5 apples" raises;
+    a digit string loses its leading zeros; "2²" and 5,000-digit strings raise in int().)"""
+    from word2number import w2n
+
+    try:
+        return str(w2n.word_to_num(text))
+    except Exception:  # the harness's bare except
         return text
-    total, current = 0, 0
-    for w in words:
-        if w in _NUMBER_WORDS:
-            current += _NUMBER_WORDS[w]
-        elif w == "hundred":
-            current = max(current, 1) * 100
-        elif w in _SCALES:
-            total += max(current, 1) * _SCALES[w]
-            current = 0
-    return str(total + current)
 
 
 def _fix_fracs(s: str) -> str:
@@ -288,6 +272,30 @@ def _compare_matrices(pred: str, ref: str) -> bool:
     return True
 
 
+# SymPy's LaTeX.g4: NUMBER: DIGIT+ (',' DIGIT DIGIT DIGIT)* | DIGIT* (',' DIGIT DIGIT DIGIT)* '.' DIGIT+;
+# the lexer takes the longer alternative (a number starting at a comma, ",123.4", is left out)
+_NUMBER_INT = re.compile(r"\d+(?:,\d{3})*")
+_NUMBER_DEC = re.compile(r"\d*(?:,\d{3})*\.\d+")
+
+
+def _latex_numbers(s: str) -> str:
+    """parse_latex's lexing of comma-grouped numbers, for latex2sympy (which reads "7500,2500" as a set):
+    "1,000" is 1000, and "7500,2500" is the NUMBER "7500,250" then the NUMBER "0", multiplied, as
+    "864,1350,2400" is 864135 * 240 * 0. (So the harness grades "1,1110" equal to "2500,7500": both are 0.)"""
+    out, pos = [], 0
+    while pos < len(s):
+        if not (s[pos].isdigit() or (s[pos] == "." and s[pos + 1:pos + 2].isdigit())):
+            out.append(s[pos])
+            pos += 1
+            continue
+        m = max((r.match(s, pos) for r in (_NUMBER_INT, _NUMBER_DEC)), key=lambda m: m.end() if m else -1)
+        out.append(m.group().replace(",", ""))
+        pos = m.end()
+        if s[pos:pos + 1].isdigit():  # the next NUMBER starts right here: an implicit product
+            out.append("\\cdot ")
+    return "".join(out)
+
+
 def _before_top_level_comma(s: str) -> str:
     """SymPy's ANTLR parse_latex stops at a top-level comma ("1,-2" -> 1); we emulate that so the
     harness's list behaviour (unordered lists fail, "1,-2" vs "1" passes) is reproduced."""
@@ -312,7 +320,7 @@ def _parse_any(s: str):
         return s  # the harness's parsers (ANTLR grammar, Python tokens) do not read "π", "√", "½"...
     for cand in (s.replace("\\\\", "\\"), s):
         try:
-            return latex2sympy(_before_top_level_comma(cand))
+            return latex2sympy(_before_top_level_comma(_latex_numbers(cand)))
         except Exception:
             pass
         try:

@@ -7,14 +7,20 @@ a handful of known names), so model text cannot reach attribute access, calls or
 
 It mirrors what `parse_expr(s, standard_transformations + implicit_multiplication_application)` does on
 the inputs the graders feed it: `^` means power, implicit multiplication ("2x", "3(x+1)", "2sqrt(3)"),
-function application without parentheses ("sqrt 2"), multi-letter unknown names split into letters
-("xy" -> x*y), factorial "!", decimals and exponent literals ("3e-5") as Floats, integers exact. It additionally refuses inputs
-whose evaluation would explode (power towers, huge factorials), which the reference would hang on.
+function application without parentheses ("sqrt 2"), factorial "!", decimals and exponent literals
+("3e-5") as Floats, integers exact. Tokens are Python's (what parse_expr tokenizes): a name is
+[A-Za-z_][A-Za-z0-9_]*, and an unknown one is split as split_symbols splits it, into letters and digit
+runs ("xy" -> x*y, "sqrt2" -> s*q*r*t*2, not sqrt(2)) unless it holds "_" or is a Greek letter's name
+("x_1", "alpha" stay one symbol); numbers may hold "_" ("1604_8" is 16048), a decimal does not start
+with 0 ("049" is the tokens 0 and 49: 0*49), "3j" is 3*I. It additionally refuses inputs whose
+evaluation would explode (power towers, huge factorials), which the reference would hang on.
+Non-ASCII text is refused (the callers replace the symbols they know, "√" -> sqrt, "π" -> pi).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import sympy
 
@@ -25,8 +31,14 @@ class SafeParseError(ValueError):
     """The text is not in the accepted grammar (or too large to evaluate safely)."""
 
 
+# Python's tokenize Number, in its order (imaginary, float, integer: the first alternative that matches)
+_D = r"[0-9](?:_?[0-9])*"
+_EXP = rf"[eE][-+]?{_D}"
+_FLOAT = rf"(?:{_D}\.(?:{_D})?|\.{_D})(?:{_EXP})?|{_D}{_EXP}"
+_INT = r"0[xX](?:_?[0-9a-fA-F])+|0[bB](?:_?[01])+|0[oO](?:_?[0-7])+|0(?:_?0)*|[1-9](?:_?[0-9])*"
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>(?:\d+\.\d*|\.\d+|\d+)[eE][-+]?\d+|\d+\.\d*|\.\d+|\d+)|(?P<name>[A-Za-z]+)|(?P<op>\*\*|[-+*/^()!,]))"
+    rf"\s*(?:(?P<imag>(?:{_FLOAT}|{_D})[jJ])|(?P<num>{_FLOAT}|{_INT})|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>\*\*|[-+*/^()!,]))"
 )
 
 _CONSTANTS = {"pi": sympy.pi, "E": sympy.E, "I": sympy.I, "oo": sympy.oo, "inf": sympy.oo, "infty": sympy.oo}
@@ -60,12 +72,35 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
         val = m.group(kind)
         if kind == "op" and val == "^":
             val = "**"
-        if kind == "name" and val not in _CONSTANTS and val not in _FUNCTIONS:
-            # Unknown multi-letter names are split into single-letter symbols (split_symbols).
-            toks.extend(("name", ch) for ch in val)
+        if kind == "imag":  # auto_number: (number*I)
+            toks += [("op", "("), ("num", _number(val[:-1])), ("op", "*"), ("name", "I"), ("op", ")")]
+            continue
+        if kind == "num":
+            val = _number(val)
+        if kind == "name" and _splittable(val):
+            # split_symbols: letters one by one, digit runs as numbers ("sqrt2" -> s*q*r*t*2)
+            toks.extend(("num", part) if part.isdigit() else ("name", part) for part in re.findall(r"[0-9]+|[^0-9]", val))
             continue
         toks.append((kind, val))
     return toks
+
+
+def _number(text: str) -> str:
+    text = text.replace("_", "")
+    if text[:2].lower() in ("0x", "0b", "0o"):
+        return str(int(text, 0))
+    return text
+
+
+def _splittable(name: str) -> bool:
+    # sympy's _token_splittable, for a name that is not one of sympy's own
+    if name in _CONSTANTS or name in _FUNCTIONS or "_" in name or len(name) == 1:
+        return False
+    try:
+        unicodedata.lookup("GREEK SMALL LETTER " + name)
+        return False
+    except KeyError:
+        return True
 
 
 class _Parser:

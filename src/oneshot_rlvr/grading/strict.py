@@ -440,7 +440,9 @@ def _latex_to_plain(s: str) -> str | None:
         if s2 == s:
             break
         s = s2
-    s = re.sub(r"\\frac(\d)(\d)", r"(\1/\2)", s).replace("\\sqrt", "sqrt")
+    # LaTeX's \sqrt2 is sqrt(2) (one-token argument); a name "sqrt2" would be split into letters
+    s = re.sub(r"\\frac(\d)(\d)", r"(\1/\2)", s)
+    s = re.sub(r"\\sqrt(\d)", r"sqrt(\1)", s).replace("\\sqrt", "sqrt ")
     if "\\" in s or "{" in s or "}" in s or "[" in s:
         return None
     return s
