@@ -325,6 +325,26 @@ def test_replace_stale_redoes_what_would_be_refused(tmp_path, capsys):
         evaluate(str(model), ["aime24"], out, stale)
 
 
+def test_finished_pairs_need_no_model_and_a_moved_model_is_the_same(tmp_path):
+    """The workflow prunes checkpoints after best-step selection; a rerun evaluate job (e.g. for a new option
+    in its command) must read their finished summaries back, not fail on the deleted directory. A model dir
+    moved elsewhere (same weight files, same fingerprint) is the same model."""
+    model = _fake_model_dir(tmp_path)
+    (model / "model.safetensors").write_bytes(b"weights")
+    out = tmp_path / "eval"
+    summary = {"model": str(model), "accuracy": {"qwen": 12.5, "math_verify": 12.5},
+               "checkpoint": checkpoint_fingerprint(str(model))}
+    atomic_write_json(out / "aime24" / "summary.json", summary)
+    moved = tmp_path / "moved"
+    model.rename(moved)
+    assert checkpoint_fingerprint(str(moved)) == summary["checkpoint"]
+    assert evaluate(str(moved), ["aime24"], out, EvalOptions(engine="hf"))["aime24"] == summary
+    # pruned: the recorded path is gone
+    assert evaluate(str(model), ["aime24"], out, EvalOptions(engine="hf", replace_stale=True))["aime24"] == summary
+    with pytest.raises(DataError, match="model directory not found"):  # something left to do: the model is needed
+        evaluate(str(model), ["aime24", "amc23"], out, EvalOptions(engine="hf"))
+
+
 def test_summary_lacking_an_asked_grader_is_an_error(tmp_path):
     model = _fake_model_dir(tmp_path)
     out = tmp_path / "eval"

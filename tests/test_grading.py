@@ -463,6 +463,9 @@ def test_every_real_gold_matches_itself(pool, benchmark):
         ("\\boxed{-7.5}", "-7", "minerva_math", False),
         ("\\boxed{-6.5}", "-7", "minerva_math", True),
         ("\\boxed{4.55e33}", "4.5 \\times 10^{33}", "minerva_math", False),
+        # constant LaTeX with leading zeros: the exact comparison must not read "010" as 0 then 10
+        ("\\boxed{2^{010}}", "1024", "math500", True),
+        ("\\boxed{10^{05}+1}", "100001", "math500", True),
     ],
 )
 def test_math_verify_units_spacing_thousands_and_rounding(response, gold, benchmark, expected):

@@ -259,6 +259,17 @@ def test_demo_end_to_end_and_idempotent(workdir):
     assert any((res / "tables").glob("table*.md")) and any((res / "figures").glob("*.png"))
     again = snakemake(workdir, "-n", "--configfile", "config/demo.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # An edited evaluation setting reruns the evaluate job (its params changed); `rlvr evaluate` used to refuse
+    # the old summaries there ("pass --overwrite") and the job failed. It must redo them.
+    cfg = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    cfg["models"]["toy"]["eval_max_tokens"] = 96
+    (workdir / "edited.yaml").write_text(yaml.safe_dump(cfg))
+    chunk = "results/demo/runs/toy/base/eval/chunk_0.json"
+    edited = snakemake(workdir, chunk, "--configfile", str(workdir / "edited.yaml"), "--cores", "2")
+    assert edited.returncode == 0, (edited.stdout + edited.stderr)[-5000:]
+    summary = json.loads((res / "runs/toy/base/eval/step_0/toy/summary.json").read_text())
+    assert summary["decoding"]["max_new_tokens"] == 96
+    assert "--replace-stale: " in (res / "runs/toy/base/logs/evaluate/chunk_0.log").read_text()
 
 
 @pytest.mark.slow

@@ -456,6 +456,9 @@ def evaluate_benchmark(
     summary = summarize(rows, opts.graders, benchmark=benchmark, model=model, k=dec.n_samples, decoding=decoding)
     summary["checkpoint"] = checkpoint_fingerprint(model)
     bench_dir = Path(out_dir) / benchmark
+    # a redo: the old summary goes first, so a kill between the two writes leaves an unfinished pair (redone
+    # next time), never new samples under an old summary
+    (bench_dir / "summary.json").unlink(missing_ok=True)
     write_jsonl_atomic(bench_dir / "samples.jsonl", rows)
     atomic_write_json(bench_dir / "summary.json", summary)  # last: its existence marks completion
     return summary
@@ -535,11 +538,14 @@ def _check_has_graders(path: Path, existing: dict, opts: EvalOptions) -> None:
                           f"pass --overwrite to re-evaluate with them, or use another --out")
 
 
-def _check_reusable(path: Path, existing: dict, benchmark: str, model: str, opts: EvalOptions) -> None:
+def _check_reusable(path: Path, existing: dict, benchmark: str, model: str, opts: EvalOptions,
+                    fingerprint: str | None = None) -> None:
     """A ConfigError unless `existing` answers this request: the same model, settings and graders.
     Another model's results are neither reused as this model's nor replaced without being asked to
-    (the same checkpoint dir with rewritten weights, a retrained run, is the same model: redone by the caller)."""
-    if "model" in existing and not _same_model(existing["model"], model):
+    (the same checkpoint dir with rewritten weights, a retrained run, is the same model: redone by the caller;
+    a moved dir whose weight files have the recorded fingerprint is the same model too)."""
+    moved = fingerprint is not None and existing.get("checkpoint") == fingerprint
+    if "model" in existing and not _same_model(existing["model"], model) and not moved:
         raise ConfigError(f"{path} holds the results of model {existing['model']!r}, not of --model {model!r}; "
                           f"pass --overwrite or use another --out")
     _check_same_settings(path, existing, benchmark, opts)
@@ -560,7 +566,6 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
             raise ConfigError(f"{b}: {d.n_samples} samples per problem with greedy decoding (temperature 0) would be "
                               f"{d.n_samples} identical answers; pass --temperature > 0 (the paper's avg@k uses 0.6) "
                               "or --samples 1")
-    check_model(model)
     out_dir = Path(out_dir)
     results: dict[str, dict] = {}
     pending = []
@@ -581,7 +586,7 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
                 pending.append(b)
                 continue
             try:
-                _check_reusable(sp, existing, b, model, opts)
+                _check_reusable(sp, existing, b, model, opts, fingerprint)
             except ConfigError as exc:
                 if not opts.replace_stale:
                     raise
@@ -594,6 +599,9 @@ def evaluate(model: str, benchmarks: Sequence[str], out_dir: Path | str, opts: E
             pending.append(b)
     if not pending:
         return results
+    # only now: finished pairs are read back without the model (the workflow prunes checkpoints, and a
+    # rerun evaluate job must not fail on a step whose summaries are complete)
+    check_model(model)
 
     from oneshot_rlvr.modeling import load_tokenizer
 

@@ -440,9 +440,9 @@ def _latex_to_plain(s: str) -> str | None:
         if s2 == s:
             break
         s = s2
-    # LaTeX's \sqrt2 is sqrt(2) (one-token argument); a name "sqrt2" would be split into letters
-    s = re.sub(r"\\frac(\d)(\d)", r"(\1/\2)", s)
-    s = re.sub(r"\\sqrt(\d)", r"sqrt(\1)", s).replace("\\sqrt", "sqrt ")
+    # (\sqrt2, \frac12 never get here: _SIMPLE_LATEX wants a word boundary after the command.) The space keeps
+    # "sqrt" a name of its own; leading zeros go: safe_parse reads Python tokens, where "05" is 0 then 5.
+    s = re.sub(r"(?<![\d.])0+(?=\d)", "", s.replace("\\sqrt", "sqrt "))
     if "\\" in s or "{" in s or "}" in s or "[" in s:
         return None
     return s
