@@ -144,11 +144,11 @@ def check_ranking_matches_pool(rows: list[tuple[int, str]], labels: dict[int, st
 def pool_labels(path: str | Path) -> dict[int, str]:
     """Pool index -> ground truth of a pool JSONL, checked as `prepare-data` checks it (a file of another
     format is a DataError naming the file, line and field, not a KeyError)."""
-    from oneshot_rlvr.trainset import ground_truth, read_rows, validate_rows
+    from oneshot_rlvr.trainset import labels_by_index, read_rows, validate_rows
 
     rows = read_rows(path)
     validate_rows(rows, str(path))
-    return {r["extra_info"]["index"]: ground_truth(r) for r in rows}
+    return labels_by_index(rows)
 
 
 def check_in_pool(history: dict[str, list[float]], labels: dict[int, str], where: str, pool: str) -> None:

@@ -70,6 +70,11 @@ def index_map(pool: list[dict]) -> dict[int, dict]:
     return {row["extra_info"]["index"]: row for row in pool}
 
 
+def labels_by_index(pool: list[dict]) -> dict[int, str]:
+    """Pool index -> ground truth of validated rows."""
+    return {index: ground_truth(row) for index, row in index_map(pool).items()}
+
+
 def select_by_ranks(pool: list[dict], ranking: list[int], ranks: list[int]) -> list[dict]:
     """Rows pi_{r} for r in `ranks` (1-based), in the order given."""
     by_index = index_map(pool)

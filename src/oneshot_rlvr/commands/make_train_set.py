@@ -33,7 +33,7 @@ def run(args) -> int:
     from oneshot_rlvr.errors import ConfigError
     from oneshot_rlvr.fileio import check_not_input
     from oneshot_rlvr.selection import check_ranking_matches_pool, read_ranking_rows
-    from oneshot_rlvr.trainset import build_train_set, ground_truth, read_rows, validate_rows, write_rows
+    from oneshot_rlvr.trainset import build_train_set, labels_by_index, read_rows, validate_rows, write_rows
 
     check_not_input(args.out, pool=args.pool, ranking=args.ranking)
     for flag, value in (("--seed", args.seed), ("--noise-seed", args.noise_seed)):
@@ -44,8 +44,7 @@ def run(args) -> int:
     ranking = None
     if args.ranking:
         ranked = read_ranking_rows(args.ranking)
-        check_ranking_matches_pool(ranked, {r["extra_info"]["index"]: ground_truth(r) for r in pool},
-                                   args.ranking, args.pool)
+        check_ranking_matches_pool(ranked, labels_by_index(pool), args.ranking, args.pool)
         ranking = [index for index, _ in ranked]
     rows, info = build_train_set(pool, ranking=ranking, ranks=args.ranks, random_n=args.random, seed=args.seed,
                                  first=args.first, batch_size=args.batch_size, label_override=args.label_override,
